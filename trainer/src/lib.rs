@@ -1,0 +1,4 @@
+//! medGAN training: read patient data, train with candle, export and evaluate model bundles.
+
+pub mod data;
+pub mod model;

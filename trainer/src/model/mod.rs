@@ -1,0 +1,5 @@
+//! The medGAN networks.
+
+pub mod arch;
+
+pub use arch::Architecture;
