@@ -1,4 +1,5 @@
 //! medGAN training: read patient data, train with candle, export and evaluate model bundles.
 
 pub mod data;
+pub mod export;
 pub mod model;

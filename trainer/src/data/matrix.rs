@@ -192,10 +192,11 @@ impl PatientMatrix {
         let indptr = le_bytes_u64(&self.indptr);
         let indices = le_bytes_u32(&self.indices);
         let values = le_bytes_u32(&self.values);
-        let view = |dtype, len: usize, bytes: &[u8]| {
+        // A fn, not a closure: the view borrows `bytes`, which a closure signature cannot say.
+        fn view(dtype: Dtype, len: usize, bytes: &[u8]) -> Result<TensorView<'_>, DataError> {
             TensorView::new(dtype, vec![len], bytes)
                 .map_err(|e| DataError::InvalidMatrix(e.to_string()))
-        };
+        }
         let tensors = vec![
             ("indptr", view(Dtype::U64, self.indptr.len(), &indptr)?),
             ("indices", view(Dtype::U32, self.indices.len(), &indices)?),
