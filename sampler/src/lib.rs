@@ -1,5 +1,37 @@
-//! Sample synthetic patient records from a medGAN model bundle.
+//! Sample synthetic patient records from a medGAN model bundle into Arrow and Parquet.
+//!
+//! ```no_run
+//! use medgan_sample::{Bundle, Sampler, SamplerOptions};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let bundle = Bundle::open("models/diabetes")?;
+//! let sampler = Sampler::new(&bundle, SamplerOptions { seed: 42, ..Default::default() })?;
+//! for batch in sampler.record_batches(0..10_000) {
+//!     let batch = batch?; // patient_id, then one column per code
+//!     println!("{} rows", batch.num_rows());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Row `i` depends only on the bundle, the seed and `i` (one ChaCha8 stream per row), so any
+//! batch size or split of the rows gives the same records, and [`sample_to_parquet`] writes
+//! the same bytes.
+//!
+//! A build embeds a default bundle when `models/DEFAULT` names one (see `build.rs`); the
+//! environment variable `MEDGAN_DEFAULT_BUNDLE_DIR` names a bundle folder instead at build time.
 
 pub mod bundle;
+mod draw;
+pub mod runtime;
+mod sampler;
+mod streams;
+pub mod writer;
 
 pub use bundle::manifest::{DataType, Manifest};
+pub use bundle::{Bundle, BundleError, BundleProblem};
+pub use runtime::RuntimeError;
+pub use runtime::locate::{LocateError, OrtSearch};
+pub use sampler::{
+    CountDraw, DEFAULT_BATCH_SIZE, SampleError, Sampler, SamplerOptions, locate_onnxruntime,
+};
+pub use writer::{ParquetOptions, WriteError, WriteSummary, sample_to_parquet, write_parquet};

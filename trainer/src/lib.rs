@@ -1,5 +1,7 @@
 //! medGAN training: read patient data, train with candle, export and evaluate model bundles.
 
+pub mod config;
 pub mod data;
 pub mod export;
 pub mod model;
+pub mod train;

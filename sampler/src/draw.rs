@@ -1,0 +1,239 @@
+//! Turns model outputs into Arrow columns: Bernoulli or threshold flags for binary models,
+//! rounded or Poisson counts for count models, written straight into Arrow buffers.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, Int32Array};
+use arrow_buffer::{BooleanBufferBuilder, ScalarBuffer};
+use rand::RngExt;
+use rand_distr::{Distribution, Poisson};
+
+use crate::sampler::SampleError;
+use crate::streams::RowStreams;
+
+/// How one model output becomes one value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Draw {
+    /// `true` with the output as probability: a uniform from the row's stream below it.
+    Bernoulli,
+    /// `true` when the output is at least the threshold; no randomness.
+    Threshold(f32),
+    /// The expected count rounded to the nearest integer (halves away from zero), negatives 0.
+    Round,
+    /// A Poisson draw from the row's stream with the expected count as mean, negatives 0.
+    Poisson,
+}
+
+impl Draw {
+    /// Short words for logs and file metadata.
+    pub(crate) fn describe(self) -> String {
+        match self {
+            Draw::Bernoulli => "bernoulli".to_owned(),
+            Draw::Threshold(threshold) => format!("threshold {threshold}"),
+            Draw::Round => "round".to_owned(),
+            Draw::Poisson => "poisson".to_owned(),
+        }
+    }
+}
+
+/// One batch of model outputs and where its rows' streams stand.
+pub(crate) struct Outputs<'a> {
+    /// Global index of the first row.
+    pub(crate) first_row: u64,
+    /// `rows x features`, row-major.
+    pub(crate) records: &'a [f32],
+    /// Each row's stream position after its noise.
+    pub(crate) resume: &'a [u128],
+    pub(crate) features: &'a [String],
+}
+
+impl Outputs<'_> {
+    fn rows(&self) -> usize {
+        self.resume.len()
+    }
+
+    /// The outputs of row `row` (batch-local), checked finite.
+    fn row(&self, row: usize) -> Result<&[f32], SampleError> {
+        let width = self.features.len();
+        let values = &self.records[row * width..(row + 1) * width];
+        match values.iter().position(|value| !value.is_finite()) {
+            None => Ok(values),
+            Some(code) => Err(SampleError::NonFinite {
+                row: self.first_row + row as u64,
+                code: self.features[code].clone(),
+                value: values[code],
+            }),
+        }
+    }
+}
+
+/// One column per code, in feature order.
+pub(crate) fn columns(
+    draw: Draw,
+    outputs: &Outputs<'_>,
+    streams: &RowStreams,
+) -> Result<Vec<ArrayRef>, SampleError> {
+    match draw {
+        Draw::Bernoulli | Draw::Threshold(_) => flags(draw, outputs, streams),
+        Draw::Round | Draw::Poisson => counts(draw, outputs, streams),
+    }
+}
+
+fn flags(
+    draw: Draw,
+    outputs: &Outputs<'_>,
+    streams: &RowStreams,
+) -> Result<Vec<ArrayRef>, SampleError> {
+    let rows = outputs.rows();
+    let mut bits: Vec<BooleanBufferBuilder> = outputs
+        .features
+        .iter()
+        .map(|_| {
+            let mut column = BooleanBufferBuilder::new(rows);
+            column.append_n(rows, false);
+            column
+        })
+        .collect();
+    for row in 0..rows {
+        let probabilities = outputs.row(row)?;
+        match draw {
+            Draw::Threshold(threshold) => {
+                for (column, &p) in bits.iter_mut().zip(probabilities) {
+                    if p >= threshold {
+                        column.set_bit(row, true);
+                    }
+                }
+            }
+            _ => {
+                let global = outputs.first_row + row as u64;
+                let mut rng = streams.resume(global, outputs.resume[row]);
+                for (column, &p) in bits.iter_mut().zip(probabilities) {
+                    // Uniforms in [0, 1): p = 0 is never drawn, p = 1 always is.
+                    if rng.random::<f32>() < p {
+                        column.set_bit(row, true);
+                    }
+                }
+            }
+        }
+    }
+    Ok(bits
+        .into_iter()
+        .map(|mut column| Arc::new(BooleanArray::new(column.finish(), None)) as ArrayRef)
+        .collect())
+}
+
+fn counts(
+    draw: Draw,
+    outputs: &Outputs<'_>,
+    streams: &RowStreams,
+) -> Result<Vec<ArrayRef>, SampleError> {
+    let rows = outputs.rows();
+    let mut values: Vec<Vec<i32>> = outputs.features.iter().map(|_| vec![0; rows]).collect();
+    for row in 0..rows {
+        let expected = outputs.row(row)?;
+        let global = outputs.first_row + row as u64;
+        let mut rng = (draw == Draw::Poisson).then(|| streams.resume(global, outputs.resume[row]));
+        for (code, (column, &mean)) in values.iter_mut().zip(expected).enumerate() {
+            let mean = f64::from(mean.max(0.0));
+            let count = match rng.as_mut() {
+                None => mean.round(),
+                Some(_) if mean == 0.0 => 0.0,
+                Some(rng) => Poisson::new(mean)
+                    .map_err(|_| SampleError::CountTooLarge {
+                        row: global,
+                        code: outputs.features[code].clone(),
+                        value: mean,
+                    })?
+                    .sample(rng),
+            };
+            if count > f64::from(i32::MAX) {
+                return Err(SampleError::CountTooLarge {
+                    row: global,
+                    code: outputs.features[code].clone(),
+                    value: count,
+                });
+            }
+            column[row] = count as i32;
+        }
+    }
+    Ok(values
+        .into_iter()
+        .map(|column| Arc::new(Int32Array::new(ScalarBuffer::from(column), None)) as ArrayRef)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Array;
+
+    fn outputs<'a>(records: &'a [f32], resume: &'a [u128], names: &'a [String]) -> Outputs<'a> {
+        Outputs {
+            first_row: 10,
+            records,
+            resume,
+            features: names,
+        }
+    }
+
+    #[test]
+    fn rounding_takes_negatives_as_zero_and_rounds_halves_up() {
+        let names = vec!["a".to_owned(), "b".to_owned()];
+        let records = [-0.7, 2.5, 0.49, 7.51];
+        let streams = RowStreams::new(1);
+        let built = columns(Draw::Round, &outputs(&records, &[0, 0], &names), &streams).unwrap();
+        let a = built[0].as_any().downcast_ref::<Int32Array>().unwrap();
+        let b = built[1].as_any().downcast_ref::<Int32Array>().unwrap();
+        assert_eq!(a.values().as_ref(), &[0, 0]);
+        assert_eq!(b.values().as_ref(), &[3, 8]);
+    }
+
+    #[test]
+    fn threshold_compares_at_least() {
+        let names = vec!["a".to_owned()];
+        let records = [0.5, 0.49, 0.51];
+        let streams = RowStreams::new(1);
+        let built = columns(
+            Draw::Threshold(0.5),
+            &outputs(&records, &[0; 3], &names),
+            &streams,
+        )
+        .unwrap();
+        let flags = built[0].as_any().downcast_ref::<BooleanArray>().unwrap();
+        assert_eq!(
+            flags.iter().collect::<Vec<_>>(),
+            [Some(true), Some(false), Some(true)]
+        );
+        assert_eq!(flags.null_count(), 0);
+    }
+
+    #[test]
+    fn a_non_finite_output_names_its_row_and_code() {
+        let names = vec!["a".to_owned(), "D_250".to_owned()];
+        let records = [0.1, 0.2, 0.3, f32::NAN];
+        let streams = RowStreams::new(1);
+        let error = columns(
+            Draw::Bernoulli,
+            &outputs(&records, &[0, 0], &names),
+            &streams,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("row 11") && error.contains("`D_250`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn counts_past_the_column_range_are_refused() {
+        let names = vec!["a".to_owned()];
+        let records = [3.0e9];
+        let streams = RowStreams::new(1);
+        let error = columns(Draw::Round, &outputs(&records, &[0], &names), &streams).unwrap_err();
+        assert!(
+            matches!(error, SampleError::CountTooLarge { row: 10, .. }),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! Building blocks of the networks: dense layers, batch norm and seeded initialisation.
+//!
+//! candle's CPU `randn` cannot be seeded, so every initial value and every noise draw comes from
+//! our own ChaCha8 stream into a `Vec<f32>`: same seed, same bits.
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+use rand::RngExt;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+
+/// Element-wise non-linearity of a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    Relu,
+    Tanh,
+    Sigmoid,
+}
+
+impl Activation {
+    pub(crate) fn apply(self, xs: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::Relu => xs.relu(),
+            Activation::Tanh => xs.tanh(),
+            Activation::Sigmoid => candle_nn::ops::sigmoid(xs),
+        }
+    }
+}
+
+/// Uniform values in `[-limit, limit)`, drawn in order from `rng`.
+fn uniform(rng: &mut ChaCha8Rng, count: usize, limit: f64) -> Vec<f32> {
+    (0..count)
+        .map(|_| ((rng.random::<f64>() * 2.0 - 1.0) * limit) as f32)
+        .collect()
+}
+
+/// Glorot/Xavier uniform values for a tensor with the given fans.
+///
+/// medGAN creates every variable with `tf.get_variable` and no initializer, which means
+/// `glorot_uniform` for weights *and* biases (a bias of width `n` has both fans equal to `n`).
+pub(crate) fn glorot_uniform(
+    rng: &mut ChaCha8Rng,
+    fan_in: usize,
+    fan_out: usize,
+    count: usize,
+) -> Vec<f32> {
+    uniform(rng, count, (6.0 / (fan_in + fan_out) as f64).sqrt())
+}
+
+/// A `[rows, cols]` tensor of standard-normal draws from `rng`.
+pub(crate) fn normal_tensor(
+    rng: &mut ChaCha8Rng,
+    rows: usize,
+    cols: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let values: Vec<f32> = (0..rows * cols)
+        .map(|_| rng.sample::<f32, _>(StandardNormal))
+        .collect();
+    Tensor::from_vec(values, (rows, cols), device)
+}
+
+/// `y = x W^T + b`, with `W` stored `[out, in]` as candle and our weight names expect.
+pub(crate) struct Dense {
+    pub(crate) weight: Var,
+    pub(crate) bias: Option<Var>,
+}
+
+impl Dense {
+    pub(crate) fn new(
+        inputs: usize,
+        outputs: usize,
+        with_bias: bool,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<Self> {
+        let weight = glorot_uniform(rng, inputs, outputs, inputs * outputs);
+        let weight = Var::from_vec(weight, (outputs, inputs), device)?;
+        let bias = if with_bias {
+            let values = glorot_uniform(rng, outputs, outputs, outputs);
+            Some(Var::from_vec(values, outputs, device)?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    pub(crate) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let ys = xs.matmul(&self.weight.t()?)?;
+        match &self.bias {
+            Some(bias) => ys.broadcast_add(bias),
+            None => Ok(ys),
+        }
+    }
+}
+
+/// Batch normalisation as TensorFlow's `batch_norm(scale=True)` that medGAN uses.
+///
+/// Training mode normalises with the batch mean and biased variance and moves the running
+/// statistics: `running = decay * running + (1 - decay) * batch`. Inference mode uses the
+/// running statistics: `y = gamma * (x - mean) / sqrt(var + eps) + beta`.
+pub(crate) struct BatchNorm {
+    pub(crate) weight: Var,
+    pub(crate) bias: Var,
+    /// Kept as `Var` only for in-place updates through `&self`; never given to an optimiser.
+    pub(crate) running_mean: Var,
+    pub(crate) running_var: Var,
+    pub(crate) eps: f64,
+    pub(crate) decay: f64,
+}
+
+impl BatchNorm {
+    pub(crate) fn new(width: usize, eps: f64, decay: f64, device: &Device) -> Result<Self> {
+        Ok(Self {
+            weight: Var::ones(width, DType::F32, device)?,
+            bias: Var::zeros(width, DType::F32, device)?,
+            running_mean: Var::zeros(width, DType::F32, device)?,
+            running_var: Var::ones(width, DType::F32, device)?,
+            eps,
+            decay,
+        })
+    }
+
+    pub(crate) fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+        if !train {
+            let scale = self
+                .weight
+                .broadcast_div(&(self.running_var.as_tensor() + self.eps)?.sqrt()?)?;
+            return xs
+                .broadcast_sub(&self.running_mean)?
+                .broadcast_mul(&scale)?
+                .broadcast_add(&self.bias);
+        }
+        if xs.dim(0)? < 2 {
+            return Err(candle_core::Error::Msg(format!(
+                "batch norm in training mode needs at least 2 rows, got {}",
+                xs.dim(0)?
+            )));
+        }
+        let mean = xs.mean_keepdim(0)?;
+        let centred = xs.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(0)?;
+        let keep = self.decay;
+        let moved_mean = ((self.running_mean.as_tensor() * keep)?
+            + (mean.detach().squeeze(0)? * (1.0 - keep))?)?;
+        let moved_var =
+            ((self.running_var.as_tensor() * keep)? + (var.detach().squeeze(0)? * (1.0 - keep))?)?;
+        self.running_mean.set(&moved_mean)?;
+        self.running_var.set(&moved_var)?;
+        centred
+            .broadcast_div(&(var + self.eps)?.sqrt()?)?
+            .broadcast_mul(&self.weight)?
+            .broadcast_add(&self.bias)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn batch_norm_train_uses_batch_stats_and_moves_running_ones() {
+        let device = Device::Cpu;
+        let bn = BatchNorm::new(2, 1e-3, 0.9, &device).unwrap();
+        bn.weight
+            .set(&Tensor::new(&[2f32, 1.0], &device).unwrap())
+            .unwrap();
+        bn.bias
+            .set(&Tensor::new(&[0.5f32, 0.0], &device).unwrap())
+            .unwrap();
+        let xs = Tensor::new(&[[1f32, 10.0], [3.0, 10.0]], &device).unwrap();
+        let ys = bn.forward(&xs, true).unwrap().to_vec2::<f32>().unwrap();
+        // column 0: mean 2, biased var 1 -> (x - 2) / sqrt(1.001) * 2 + 0.5
+        let z = 1.0 / 1.001f32.sqrt();
+        assert!((ys[0][0] - (0.5 - 2.0 * z)).abs() < 1e-5);
+        assert!((ys[1][0] - (0.5 + 2.0 * z)).abs() < 1e-5);
+        assert!(ys[0][1].abs() < 1e-6 && ys[1][1].abs() < 1e-6);
+        let mean = bn.running_mean.to_vec1::<f32>().unwrap();
+        let var = bn.running_var.to_vec1::<f32>().unwrap();
+        assert!((mean[0] - 0.2).abs() < 1e-6 && (mean[1] - 1.0).abs() < 1e-6);
+        assert!((var[0] - 1.0).abs() < 1e-6 && (var[1] - 0.9).abs() < 1e-6);
+        // Inference mode: the running statistics, no update.
+        let eval = bn.forward(&xs, false).unwrap().to_vec2::<f32>().unwrap();
+        let expect = 2.0 * (1.0 - 0.2) / (1.0f32 + 1e-3).sqrt() + 0.5;
+        assert!((eval[0][0] - expect).abs() < 1e-5);
+        let expect = (10.0 - 1.0) / (0.9f32 + 1e-3).sqrt();
+        assert!((eval[1][1] - expect).abs() < 1e-4);
+        assert_eq!(bn.running_mean.to_vec1::<f32>().unwrap(), mean);
+        assert!(bn.forward(&xs.narrow(0, 0, 1).unwrap(), true).is_err());
+    }
+
+    #[test]
+    fn glorot_stays_in_bounds_and_repeats() {
+        let draw = || {
+            let mut rng = ChaCha8Rng::seed_from_u64(3);
+            glorot_uniform(&mut rng, 10, 20, 1000)
+        };
+        let values = draw();
+        let limit = (6.0f32 / 30.0).sqrt();
+        assert!(values.iter().all(|v| v.abs() <= limit));
+        assert!(values.iter().any(|v| v.abs() > limit * 0.9));
+        assert_eq!(values, draw());
+    }
+}

@@ -1,0 +1,79 @@
+//! One epoch of autoencoder pre-training, and the held-out reconstruction loss.
+
+use std::time::Instant;
+
+use candle_core::Tensor;
+use rand::seq::SliceRandom;
+
+use super::{AutoencoderEpochStats, Phase, TrainError, TrainingState, finite};
+use crate::data::PatientMatrix;
+use crate::model::MedganModel;
+
+/// Held-out patients scored per forward pass; a row's loss does not depend on its batch.
+const VALIDATION_CHUNK: usize = 1024;
+
+/// Shuffles the training patients and takes one Adam step per batch of `batch_size`.
+///
+/// medGAN computes its batch count as `int(ceil(N) / B)` (a misplaced bracket), which drops the
+/// last partial batch; here every patient is seen each epoch, the last batch being smaller.
+pub(crate) fn run_epoch(
+    state: &mut TrainingState,
+    train: &PatientMatrix,
+    holdout: &PatientMatrix,
+    batch_size: usize,
+    epoch: usize,
+    buffer: &mut Vec<f32>,
+) -> Result<AutoencoderEpochStats, TrainError> {
+    let started = Instant::now();
+    let device = state.model.device().clone();
+    let width = train.n_codes();
+    let mut order: Vec<usize> = (0..train.n_patients()).collect();
+    order.shuffle(&mut state.rng);
+    let mut loss_sum = 0.0f64;
+    let mut batches = 0usize;
+    for (step, rows) in order.chunks(batch_size).enumerate() {
+        train.densify_rows(rows, buffer);
+        let records = Tensor::from_slice(buffer.as_slice(), (rows.len(), width), &device)?;
+        let loss = state.model.autoencoder.reconstruction_loss(&records)?;
+        let value = finite(
+            loss.to_scalar::<f32>()?,
+            Phase::Autoencoder,
+            epoch,
+            step + 1,
+            "reconstruction",
+        )?;
+        let grads = loss.backward()?;
+        state.autoencoder_optimiser.step(&grads)?;
+        loss_sum += value as f64;
+        batches += 1;
+    }
+    let validation_loss = validation_loss(&state.model, holdout, buffer)?;
+    Ok(AutoencoderEpochStats {
+        epoch,
+        loss: loss_sum / batches.max(1) as f64,
+        validation_loss,
+        duration: started.elapsed(),
+    })
+}
+
+/// Mean reconstruction loss over every held-out patient (medGAN averages batch losses over
+/// whole batches only; here no patient is left out).
+pub(crate) fn validation_loss(
+    model: &MedganModel,
+    holdout: &PatientMatrix,
+    buffer: &mut Vec<f32>,
+) -> Result<f64, TrainError> {
+    let rows: Vec<usize> = (0..holdout.n_patients()).collect();
+    let mut total = 0.0f64;
+    for chunk in rows.chunks(VALIDATION_CHUNK) {
+        holdout.densify_rows(chunk, buffer);
+        let records = Tensor::from_slice(
+            buffer.as_slice(),
+            (chunk.len(), holdout.n_codes()),
+            model.device(),
+        )?;
+        let per_row = model.autoencoder.reconstruction_loss_per_row(&records)?;
+        total += per_row.sum_all()?.to_scalar::<f32>()? as f64;
+    }
+    Ok(total / rows.len().max(1) as f64)
+}

@@ -1,0 +1,187 @@
+//! One epoch of adversarial training as medGAN runs it, and the held-out discriminator scores.
+
+use std::time::Instant;
+
+use candle_core::{Result as CandleResult, Tensor};
+use rand::seq::index;
+
+use super::metrics::{discriminator_accuracy, discriminator_auc};
+use super::{GanEpochStats, Phase, TrainError, TrainingState, finite};
+use crate::data::PatientMatrix;
+use crate::model::autoencoder::LOG_EPS;
+use crate::model::layers::normal_tensor;
+
+/// Batch size and update counts of one epoch.
+pub(crate) struct Settings {
+    pub(crate) batch_size: usize,
+    pub(crate) discriminator_steps: usize,
+    pub(crate) generator_steps: usize,
+}
+
+/// `-mean(log(y_real + eps)) - mean(log(1 - y_fake + eps))`, medGAN's `loss_d`.
+pub(crate) fn discriminator_loss(real: &Tensor, fake: &Tensor) -> CandleResult<Tensor> {
+    let real_term = (real + LOG_EPS)?.log()?.mean_all()?;
+    let fake_term = (fake.affine(-1.0, 1.0)? + LOG_EPS)?.log()?.mean_all()?;
+    (real_term + fake_term)?.neg()
+}
+
+/// `-mean(log(y_fake + eps))`, medGAN's `loss_g` (the non-saturating generator loss).
+pub(crate) fn generator_loss(fake: &Tensor) -> CandleResult<Tensor> {
+    (fake + LOG_EPS)?.log()?.mean_all()?.neg()
+}
+
+/// `ceil(n_train / batch)` steps; each step takes `discriminator_steps` discriminator updates,
+/// each on a fresh batch drawn without replacement (`np.random.choice(replace=False)`), then
+/// `generator_steps` generator updates.
+///
+/// As in medGAN, the discriminator sees generated records with the generator's batch norm in
+/// inference mode (running statistics, `bn_train: False`), while generator updates run it in
+/// training mode, which also moves the running statistics.
+pub(crate) fn run_epoch(
+    state: &mut TrainingState,
+    train: &PatientMatrix,
+    holdout: &PatientMatrix,
+    settings: &Settings,
+    epoch: usize,
+    buffer: &mut Vec<f32>,
+) -> std::result::Result<GanEpochStats, TrainError> {
+    let started = Instant::now();
+    let device = state.model.device().clone();
+    let width = train.n_codes();
+    let noise_dim = state.model.architecture().noise_dim;
+    let batch = settings.batch_size;
+    let steps = train.n_patients().div_ceil(batch);
+    let (mut d_sum, mut d_count, mut g_sum, mut g_count) = (0.0f64, 0usize, 0.0f64, 0usize);
+    for step in 1..=steps {
+        for _ in 0..settings.discriminator_steps {
+            let rows = index::sample(&mut state.rng, train.n_patients(), batch).into_vec();
+            train.densify_rows(&rows, buffer);
+            let real = Tensor::from_slice(buffer.as_slice(), (batch, width), &device)?;
+            let noise = normal_tensor(&mut state.rng, batch, noise_dim, &device)?;
+            let fake = state.model.sample(&noise)?.detach();
+            let loss = discriminator_loss(
+                &state.model.discriminate(&real)?,
+                &state.model.discriminate(&fake)?,
+            )?;
+            let value = finite(
+                loss.to_scalar::<f32>()?,
+                Phase::Gan,
+                epoch,
+                step,
+                "discriminator",
+            )?;
+            state.discriminator_optimiser.step(&loss.backward()?)?;
+            d_sum += value as f64;
+            d_count += 1;
+        }
+        for _ in 0..settings.generator_steps {
+            let noise = normal_tensor(&mut state.rng, batch, noise_dim, &device)?;
+            let fake = state
+                .model
+                .decode(&state.model.generate_embedding(&noise, true)?)?;
+            let loss = generator_loss(&state.model.discriminate(&fake)?)?;
+            let value = finite(
+                loss.to_scalar::<f32>()?,
+                Phase::Gan,
+                epoch,
+                step,
+                "generator",
+            )?;
+            state.generator_optimiser.step(&loss.backward()?)?;
+            g_sum += value as f64;
+            g_count += 1;
+        }
+    }
+    let (validation_accuracy, validation_auc) = validate(state, holdout, batch, buffer)?;
+    Ok(GanEpochStats {
+        epoch,
+        discriminator_loss: d_sum / d_count.max(1) as f64,
+        generator_loss: g_sum / g_count.max(1) as f64,
+        validation_accuracy,
+        validation_auc,
+        duration: started.elapsed(),
+    })
+}
+
+/// Scores every held-out patient against as many generated records, batch by batch (the
+/// minibatch mean makes a score depend on its batch), and pools the scores.
+///
+/// medGAN draws `n_train / batch` random validation batches instead; pooling every held-out
+/// patient once gives the same expectation with less noise. A trailing batch of one joins the
+/// previous batch, since a minibatch mean over one record is the record itself.
+fn validate(
+    state: &mut TrainingState,
+    holdout: &PatientMatrix,
+    batch: usize,
+    buffer: &mut Vec<f32>,
+) -> std::result::Result<(f64, f64), TrainError> {
+    let device = state.model.device().clone();
+    let noise_dim = state.model.architecture().noise_dim;
+    let mut real_scores = Vec::with_capacity(holdout.n_patients());
+    let mut fake_scores = Vec::with_capacity(holdout.n_patients());
+    let rows: Vec<usize> = (0..holdout.n_patients()).collect();
+    for chunk in batches_without_singletons(&rows, batch) {
+        holdout.densify_rows(chunk, buffer);
+        let real =
+            Tensor::from_slice(buffer.as_slice(), (chunk.len(), holdout.n_codes()), &device)?;
+        let noise = normal_tensor(&mut state.rng, chunk.len(), noise_dim, &device)?;
+        let fake = state.model.sample(&noise)?;
+        real_scores.extend(state.model.discriminate(&real)?.to_vec1::<f32>()?);
+        fake_scores.extend(state.model.discriminate(&fake)?.to_vec1::<f32>()?);
+    }
+    Ok((
+        discriminator_accuracy(&real_scores, &fake_scores),
+        discriminator_auc(&real_scores, &fake_scores),
+    ))
+}
+
+/// Consecutive batches of `size`, the last one absorbing a remainder of a single row.
+pub(crate) fn batches_without_singletons(rows: &[usize], size: usize) -> Vec<&[usize]> {
+    let mut batches: Vec<&[usize]> = rows.chunks(size.max(2)).collect();
+    if batches.len() >= 2 && batches[batches.len() - 1].len() == 1 {
+        let start = rows.len() - batches[batches.len() - 2].len() - 1;
+        batches.pop();
+        batches.pop();
+        batches.push(&rows[start..]);
+    }
+    batches
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn losses_match_hand_computation() {
+        let device = Device::Cpu;
+        let real = Tensor::new(&[0.9f32, 0.6], &device).unwrap();
+        let fake = Tensor::new(&[0.2f32, 0.5, 0.0], &device).unwrap();
+        let d = discriminator_loss(&real, &fake)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let want = -(0.9f64.ln() + 0.6f64.ln()) / 2.0 - (0.8f64.ln() + 0.5f64.ln() + 0.0) / 3.0;
+        assert!((d as f64 - want).abs() < 1e-5, "{d} vs {want}");
+        let g = generator_loss(&fake).unwrap().to_scalar::<f32>().unwrap();
+        let want = -(0.2f64.ln() + 0.5f64.ln() + 1e-12f64.ln()) / 3.0;
+        assert!((g as f64 - want).abs() < 1e-3, "{g} vs {want}");
+    }
+
+    #[test]
+    fn no_batch_of_one() {
+        let rows: Vec<usize> = (0..7).collect();
+        let sizes = |size| -> Vec<usize> {
+            batches_without_singletons(&rows, size)
+                .iter()
+                .map(|b| b.len())
+                .collect()
+        };
+        assert_eq!(sizes(3), vec![3, 4]);
+        assert_eq!(sizes(2), vec![2, 2, 3]);
+        assert_eq!(sizes(7), vec![7]);
+        assert_eq!(sizes(10), vec![7]);
+        let flat: Vec<usize> = batches_without_singletons(&rows, 3).concat();
+        assert_eq!(flat, rows);
+    }
+}
