@@ -4,4 +4,5 @@ pub mod config;
 pub mod data;
 pub mod export;
 pub mod model;
+pub mod publish;
 pub mod train;
