@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod data;
+pub mod evaluate;
 pub mod export;
 pub mod model;
 pub mod publish;

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use medgan_train::config::TrainConfig;
 use medgan_train::data::args::PREPARED_SUFFIX;
 use medgan_train::data::{InputArgs, PatientMatrix, load_input};
+use medgan_train::evaluate::{self, EvaluateArgs};
 use medgan_train::model::MedganModel;
 use medgan_train::publish::{
     DEFAULT_BURN_IN_BATCHES, PublishOptions, RUN_RECORD_FILE, RunRecord, publish,
@@ -40,6 +41,9 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Export the bundle of a finished training run
     Export(ExportArgs),
+    /// Measure how real and how private synthetic patients are, against real training and
+    /// held-out patients; writes report.json, report.md and plots
+    Evaluate(EvaluateArgs),
 }
 
 #[derive(Args, Debug)]
@@ -177,6 +181,7 @@ fn main() -> ExitCode {
         Command::Prepare(args) => prepare(args),
         Command::Train(args) => train_command(args, cli.quiet),
         Command::Export(args) => export_command(args),
+        Command::Evaluate(args) => evaluate::run_cli(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
