@@ -48,7 +48,10 @@ fn shipped_default_model_samples_from_a_lone_binary() {
     let summary: serde_json::Value =
         serde_json::from_str(&python(PYARROW_MEANS, &[parquet.as_path()])).unwrap();
     assert_eq!(summary["rows"], 5000);
-    assert_eq!(summary["columns"].as_array().unwrap().len(), 1 + real.n_codes());
+    assert_eq!(
+        summary["columns"].as_array().unwrap().len(),
+        1 + real.n_codes()
+    );
 
     // The most frequent real codes are frequent in the synthetic patients too.
     let prevalence = real_prevalence(&real);

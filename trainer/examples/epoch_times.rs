@@ -12,6 +12,11 @@ use medgan_train::config::TrainConfig;
 use medgan_train::data::PatientMatrix;
 use medgan_train::train::{RunOptions, run};
 
+/// As in the `medgan-train` binary: candle allocates fresh tensors at every step, and glibc's
+/// allocator hands large ones back to the kernel and faults in zeroed pages each time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn data_dir() -> PathBuf {
     std::env::var_os("MEDGAN_DATA_DIR")
         .map(PathBuf::from)
@@ -76,6 +81,16 @@ fn read_codes(file: &str, patient_col: &str, code_cols: &[&str]) -> anyhow::Resu
 }
 
 fn main() -> anyhow::Result<()> {
+    // candle 0.11.1's CPU matmul sizes its rayon parallelism from RAYON_NUM_THREADS (not
+    // CANDLE_NUM_THREADS), and without it parses /proc/cpuinfo on every product. One thread is
+    // fastest for these small products: more spin, and collapse under other load.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: the first statement of main, before any other thread exists.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", "1")
+        };
+    }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();

@@ -1,5 +1,6 @@
 //! The `medgan-train` command line: prepare data, train medGAN, export a bundle.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -174,7 +175,22 @@ struct ExportArgs {
     card: CardArgs,
 }
 
+/// candle allocates fresh tensors at every step; glibc's allocator hands large ones back to the
+/// kernel and faults in zeroed pages each time, mimalloc reuses them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
+    // candle's CPU matmul sizes its rayon parallelism from RAYON_NUM_THREADS and otherwise
+    // reads /proc/cpuinfo on every product; one thread is fastest for medGAN's small products
+    // (two threads spin against each other and collapse under load).
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: the first statement of main, before any other thread exists.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("RAYON_NUM_THREADS", "1")
+        };
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     let result = match &cli.command {
@@ -204,6 +220,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .without_time()
         .init();

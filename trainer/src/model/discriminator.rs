@@ -3,7 +3,8 @@
 use candle_core::{Device, Result, Tensor};
 use rand_chacha::ChaCha8Rng;
 
-use super::layers::{Activation, Dense};
+use super::layers::{Activation, Dense, add_rows, row_mean};
+use super::sparse::SparseRecords;
 
 /// ReLU layers on `[x, mean(x over the batch)]`, then one sigmoid unit.
 pub(crate) struct Discriminator {
@@ -32,26 +33,49 @@ impl Discriminator {
     /// which equals multiplying the concatenation but does the batch-mean half once per batch
     /// instead of once per row.
     pub(crate) fn forward(&self, records: &Tensor) -> Result<Tensor> {
+        self.forward_with(records, false)
+    }
+
+    /// [`Self::forward`] with the weights cut from the graph: gradients reach the records but
+    /// no discriminator weight, which the generator's update never changes anyway.
+    pub(crate) fn forward_frozen(&self, records: &Tensor) -> Result<Tensor> {
+        self.forward_with(records, true)
+    }
+
+    /// [`Self::forward`] for a sparse batch: `x W_x^T` gathers weight columns and the batch
+    /// mean comes with the batch.
+    pub(crate) fn forward_sparse(&self, records: &SparseRecords) -> Result<Tensor> {
+        check_batch(records.rows())?;
+        let n_features = records.width();
+        let weight = self.layers[0].weight.as_tensor();
+        let own = records.matmul_t(&weight.narrow(1, 0, n_features)?)?;
+        let shared = records
+            .column_mean()
+            .matmul(&weight.narrow(1, n_features, n_features)?.t()?)?;
+        self.after_first(add_rows(&own, &shared)?, false)
+    }
+
+    fn forward_with(&self, records: &Tensor, frozen: bool) -> Result<Tensor> {
         let n_features = records.dim(1)?;
-        let batch = records.dim(0)?;
-        if batch < 2 {
-            return Err(candle_core::Error::Msg(format!(
-                "the discriminator's minibatch mean needs at least 2 rows, got {batch}"
-            )));
-        }
-        let first = &self.layers[0];
-        let weight = first.weight.as_tensor();
+        check_batch(records.dim(0)?)?;
+        let (weight, _) = params(&self.layers[0], frozen);
         let own = records.matmul(&weight.narrow(1, 0, n_features)?.t()?)?;
-        let mean = records.mean_keepdim(0)?;
+        let mean = row_mean(records)?;
         let shared = mean.matmul(&weight.narrow(1, n_features, n_features)?.t()?)?;
-        let mut xs = own.broadcast_add(&shared)?;
-        if let Some(bias) = &first.bias {
-            xs = xs.broadcast_add(bias)?;
-        }
+        self.after_first(add_rows(&own, &shared)?, frozen)
+    }
+
+    /// The first layer's bias and activation, then the other layers.
+    fn after_first(&self, first: Tensor, frozen: bool) -> Result<Tensor> {
+        let mut xs = first;
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
+            let (weight, bias) = params(layer, frozen);
             if i > 0 {
-                xs = layer.forward(&xs)?;
+                xs = xs.matmul(&weight.t()?)?;
+            }
+            if let Some(bias) = bias {
+                xs = add_rows(&xs, &bias)?;
             }
             let activation = if i == last {
                 Activation::Sigmoid
@@ -62,6 +86,27 @@ impl Discriminator {
         }
         xs.squeeze(1)
     }
+}
+
+fn check_batch(batch: usize) -> Result<()> {
+    if batch < 2 {
+        return Err(candle_core::Error::Msg(format!(
+            "the discriminator's minibatch mean needs at least 2 rows, got {batch}"
+        )));
+    }
+    Ok(())
+}
+
+/// A layer's weight and bias, tracked by autograd or (`frozen`) detached from it.
+fn params(layer: &Dense, frozen: bool) -> (Tensor, Option<Tensor>) {
+    let pick = |var: &candle_core::Var| {
+        if frozen {
+            var.as_detached_tensor()
+        } else {
+            var.as_tensor().clone()
+        }
+    };
+    (pick(&layer.weight), layer.bias.as_ref().map(pick))
 }
 
 #[cfg(test)]
@@ -104,5 +149,54 @@ mod tests {
         let alone = alone.to_vec1::<f32>().unwrap();
         assert!((alone[0] - got[0]).abs() > 1e-7);
         assert!(disc.forward(&records.narrow(0, 0, 1).unwrap()).is_err());
+
+        // The frozen and sparse variants score the same.
+        let frozen = disc
+            .forward_frozen(&records)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(frozen, got);
+        let rows: [(&[u32], &[u32]); 3] = [(&[0, 2], &[1, 1]), (&[2], &[1]), (&[0, 1], &[1, 1])];
+        let sparse = SparseRecords::new(rows, 3, &device).unwrap();
+        let from_sparse = disc
+            .forward_sparse(&sparse)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        for (g, s) in got.iter().zip(&from_sparse) {
+            assert!((g - s).abs() < 1e-6, "{got:?} vs {from_sparse:?}");
+        }
+    }
+
+    #[test]
+    fn frozen_weights_get_no_gradient_but_records_do() {
+        let device = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let disc = Discriminator::new(3, &[4], &mut rng, &device).unwrap();
+        let records =
+            candle_core::Var::new(&[[0.2f32, 0.9, 0.1], [0.7, 0.3, 0.4]], &device).unwrap();
+        let tracked = disc
+            .forward(&records)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let frozen = disc
+            .forward_frozen(&records)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for layer in &disc.layers {
+            assert!(tracked.get(&layer.weight).is_some());
+            assert!(frozen.get(&layer.weight).is_none());
+        }
+        assert_eq!(
+            tracked.get(&records).unwrap().to_vec2::<f32>().unwrap(),
+            frozen.get(&records).unwrap().to_vec2::<f32>().unwrap()
+        );
     }
 }

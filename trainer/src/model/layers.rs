@@ -59,6 +59,41 @@ pub(crate) fn normal_tensor(
     Tensor::from_vec(values, (rows, cols), device)
 }
 
+/// `v` (`[width]` or `[1, width]`) as `[rows, width]`.
+///
+/// On the CPU this is `ones[rows, 1] @ v`: the same values, but the gradient back to `v` is then
+/// a matrix product, where candle's CPU backend would sum the broadcast rows with one integer
+/// division per element (a fifth of a GAN epoch before this). Other devices broadcast.
+pub(crate) fn repeat_rows(v: &Tensor, rows: usize) -> Result<Tensor> {
+    let width = v.elem_count();
+    let v = v.reshape((1, width))?;
+    if v.device().is_cpu() {
+        Tensor::ones((rows, 1), v.dtype(), v.device())?.matmul(&v)
+    } else {
+        v.broadcast_as((rows, width))
+    }
+}
+
+/// Mean over the rows, `[1, width]`: on the CPU as `ones[1, rows] @ xs / rows`, for the reason
+/// given at [`repeat_rows`]; elsewhere `mean_keepdim(0)`.
+pub(crate) fn row_mean(xs: &Tensor) -> Result<Tensor> {
+    if xs.device().is_cpu() {
+        let rows = xs.dim(0)?;
+        Tensor::ones((1, rows), xs.dtype(), xs.device())?.matmul(xs)? / rows as f64
+    } else {
+        xs.mean_keepdim(0)
+    }
+}
+
+/// `xs + v` for a row `v` repeated over the rows of `xs`.
+pub(crate) fn add_rows(xs: &Tensor, v: &Tensor) -> Result<Tensor> {
+    if xs.device().is_cpu() {
+        xs + repeat_rows(v, xs.dim(0)?)?
+    } else {
+        xs.broadcast_add(v)
+    }
+}
+
 /// `y = x W^T + b`, with `W` stored `[out, in]` as candle and our weight names expect.
 pub(crate) struct Dense {
     pub(crate) weight: Var,
@@ -87,7 +122,7 @@ impl Dense {
     pub(crate) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let ys = xs.matmul(&self.weight.t()?)?;
         match &self.bias {
-            Some(bias) => ys.broadcast_add(bias),
+            Some(bias) => add_rows(&ys, bias),
             None => Ok(ys),
         }
     }
@@ -136,9 +171,10 @@ impl BatchNorm {
                 xs.dim(0)?
             )));
         }
-        let mean = xs.mean_keepdim(0)?;
-        let centred = xs.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim(0)?;
+        let rows = xs.dim(0)?;
+        let mean = row_mean(xs)?;
+        let centred = (xs - repeat_rows(&mean, rows)?)?;
+        let var = row_mean(&centred.sqr()?)?;
         let keep = self.decay;
         let moved_mean = ((self.running_mean.as_tensor() * keep)?
             + (mean.detach().squeeze(0)? * (1.0 - keep))?)?;
@@ -146,10 +182,8 @@ impl BatchNorm {
             ((self.running_var.as_tensor() * keep)? + (var.detach().squeeze(0)? * (1.0 - keep))?)?;
         self.running_mean.set(&moved_mean)?;
         self.running_var.set(&moved_var)?;
-        centred
-            .broadcast_div(&(var + self.eps)?.sqrt()?)?
-            .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)
+        let scaled = (centred / repeat_rows(&(var + self.eps)?.sqrt()?, rows)?)?;
+        add_rows(&(scaled * repeat_rows(&self.weight, rows)?)?, &self.bias)
     }
 }
 
@@ -187,6 +221,38 @@ mod tests {
         assert!((eval[1][1] - expect).abs() < 1e-4);
         assert_eq!(bn.running_mean.to_vec1::<f32>().unwrap(), mean);
         assert!(bn.forward(&xs.narrow(0, 0, 1).unwrap(), true).is_err());
+    }
+
+    #[test]
+    fn row_helpers_equal_broadcasting_with_gradients() {
+        let device = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let xs = Var::from_tensor(&normal_tensor(&mut rng, 5, 3, &device).unwrap()).unwrap();
+        let v = Var::from_tensor(&normal_tensor(&mut rng, 1, 3, &device).unwrap()).unwrap();
+        let loss = |ys: Tensor| ys.tanh().unwrap().sum_all().unwrap();
+        let fast = loss(
+            (add_rows(&xs, &v).unwrap() * row_mean(&xs).unwrap().broadcast_as((5, 3)).unwrap())
+                .unwrap(),
+        );
+        let plain = loss(
+            (xs.broadcast_add(&v).unwrap() * xs.mean_keepdim(0).unwrap().broadcast_as((5, 3)))
+                .unwrap(),
+        );
+        let close = |a: &Tensor, b: &Tensor| {
+            let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+        };
+        close(&fast, &plain);
+        let (fast, plain) = (fast.backward().unwrap(), plain.backward().unwrap());
+        close(fast.get(&xs).unwrap(), plain.get(&xs).unwrap());
+        close(fast.get(&v).unwrap(), plain.get(&v).unwrap());
+        assert_eq!(
+            repeat_rows(&Tensor::new(&[1f32, 2.0], &device).unwrap(), 2)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap(),
+            vec![vec![1.0, 2.0], vec![1.0, 2.0]]
+        );
     }
 
     #[test]

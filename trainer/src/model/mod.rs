@@ -5,6 +5,7 @@ pub(crate) mod autoencoder;
 pub(crate) mod discriminator;
 pub(crate) mod generator;
 pub(crate) mod layers;
+pub mod sparse;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 pub use arch::Architecture;
+pub use sparse::SparseRecords;
 
 use crate::config::DEFAULT_BATCH_NORM_DECAY;
 use autoencoder::Autoencoder;

@@ -2,10 +2,9 @@
 
 use std::time::Instant;
 
-use candle_core::Tensor;
 use rand::seq::SliceRandom;
 
-use super::{AutoencoderEpochStats, Phase, TrainError, TrainingState, finite};
+use super::{AutoencoderEpochStats, Phase, TrainError, TrainingState, batch, finite};
 use crate::data::PatientMatrix;
 use crate::model::MedganModel;
 
@@ -26,15 +25,21 @@ pub(crate) fn run_epoch(
 ) -> Result<AutoencoderEpochStats, TrainError> {
     let started = Instant::now();
     let device = state.model.device().clone();
-    let width = train.n_codes();
     let mut order: Vec<usize> = (0..train.n_patients()).collect();
     order.shuffle(&mut state.rng);
     let mut loss_sum = 0.0f64;
     let mut batches = 0usize;
     for (step, rows) in order.chunks(batch_size).enumerate() {
-        train.densify_rows(rows, buffer);
-        let records = Tensor::from_slice(buffer.as_slice(), (rows.len(), width), &device)?;
-        let loss = state.model.autoencoder.reconstruction_loss(&records)?;
+        let records = batch::dense(train, rows, buffer, &device)?;
+        let loss = if batch::use_sparse(&device) {
+            let sparse = batch::sparse(train, rows, &device)?;
+            let autoencoder = &state.model.autoencoder;
+            autoencoder
+                .reconstruction_loss_per_row_sparse(&sparse, &records)?
+                .mean_all()?
+        } else {
+            state.model.autoencoder.reconstruction_loss(&records)?
+        };
         let value = finite(
             loss.to_scalar::<f32>()?,
             Phase::Autoencoder,
@@ -66,13 +71,16 @@ pub(crate) fn validation_loss(
     let rows: Vec<usize> = (0..holdout.n_patients()).collect();
     let mut total = 0.0f64;
     for chunk in rows.chunks(VALIDATION_CHUNK) {
-        holdout.densify_rows(chunk, buffer);
-        let records = Tensor::from_slice(
-            buffer.as_slice(),
-            (chunk.len(), holdout.n_codes()),
-            model.device(),
-        )?;
-        let per_row = model.autoencoder.reconstruction_loss_per_row(&records)?;
+        let device = model.device();
+        let records = batch::dense(holdout, chunk, buffer, device)?;
+        let per_row = if batch::use_sparse(device) {
+            let sparse = batch::sparse(holdout, chunk, device)?;
+            model
+                .autoencoder
+                .reconstruction_loss_per_row_sparse(&sparse, &records)?
+        } else {
+            model.autoencoder.reconstruction_loss_per_row(&records)?
+        };
         total += per_row.sum_all()?.to_scalar::<f32>()? as f64;
     }
     Ok(total / rows.len().max(1) as f64)

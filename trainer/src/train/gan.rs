@@ -5,6 +5,7 @@ use std::time::Instant;
 use candle_core::{Result as CandleResult, Tensor};
 use rand::seq::index;
 
+use super::batch as batches;
 use super::metrics::{discriminator_accuracy, discriminator_auc};
 use super::{GanEpochStats, Phase, TrainError, TrainingState, finite};
 use crate::data::PatientMatrix;
@@ -47,7 +48,6 @@ pub(crate) fn run_epoch(
 ) -> std::result::Result<GanEpochStats, TrainError> {
     let started = Instant::now();
     let device = state.model.device().clone();
-    let width = train.n_codes();
     let noise_dim = state.model.architecture().noise_dim;
     let batch = settings.batch_size;
     let steps = train.n_patients().div_ceil(batch);
@@ -55,14 +55,17 @@ pub(crate) fn run_epoch(
     for step in 1..=steps {
         for _ in 0..settings.discriminator_steps {
             let rows = index::sample(&mut state.rng, train.n_patients(), batch).into_vec();
-            train.densify_rows(&rows, buffer);
-            let real = Tensor::from_slice(buffer.as_slice(), (batch, width), &device)?;
+            let real_scores = if batches::use_sparse(&device) {
+                let real = batches::sparse(train, &rows, &device)?;
+                state.model.discriminator.forward_sparse(&real)?
+            } else {
+                state
+                    .model
+                    .discriminate(&batches::dense(train, &rows, buffer, &device)?)?
+            };
             let noise = normal_tensor(&mut state.rng, batch, noise_dim, &device)?;
             let fake = state.model.sample(&noise)?.detach();
-            let loss = discriminator_loss(
-                &state.model.discriminate(&real)?,
-                &state.model.discriminate(&fake)?,
-            )?;
+            let loss = discriminator_loss(&real_scores, &state.model.discriminate(&fake)?)?;
             let value = finite(
                 loss.to_scalar::<f32>()?,
                 Phase::Gan,
@@ -79,7 +82,8 @@ pub(crate) fn run_epoch(
             let fake = state
                 .model
                 .decode(&state.model.generate_embedding(&noise, true)?)?;
-            let loss = generator_loss(&state.model.discriminate(&fake)?)?;
+            // The generator's loss trains no discriminator weight: cut them from the graph.
+            let loss = generator_loss(&state.model.discriminator.forward_frozen(&fake)?)?;
             let value = finite(
                 loss.to_scalar::<f32>()?,
                 Phase::Gan,
@@ -121,12 +125,16 @@ fn validate(
     let mut fake_scores = Vec::with_capacity(holdout.n_patients());
     let rows: Vec<usize> = (0..holdout.n_patients()).collect();
     for chunk in batches_without_singletons(&rows, batch) {
-        holdout.densify_rows(chunk, buffer);
-        let real =
-            Tensor::from_slice(buffer.as_slice(), (chunk.len(), holdout.n_codes()), &device)?;
+        let real = if batches::use_sparse(&device) {
+            let real = batches::sparse(holdout, chunk, &device)?;
+            state.model.discriminator.forward_sparse(&real)?
+        } else {
+            let real = batches::dense(holdout, chunk, buffer, &device)?;
+            state.model.discriminate(&real)?
+        };
         let noise = normal_tensor(&mut state.rng, chunk.len(), noise_dim, &device)?;
         let fake = state.model.sample(&noise)?;
-        real_scores.extend(state.model.discriminate(&real)?.to_vec1::<f32>()?);
+        real_scores.extend(real.to_vec1::<f32>()?);
         fake_scores.extend(state.model.discriminate(&fake)?.to_vec1::<f32>()?);
     }
     Ok((

@@ -5,6 +5,7 @@
 //! continues bit for bit where the interrupted one stopped (on the same device).
 
 mod autoencoder;
+mod batch;
 pub mod checkpoint;
 mod device;
 mod gan;

@@ -20,6 +20,8 @@ use candle_core::{Result, Tensor, Var};
 
 use crate::config::OptimiserConfig;
 
+mod fused;
+
 /// One optimiser: its tensors, their moments and the number of updates so far.
 pub(crate) struct Adam {
     params: Vec<(String, Var)>,
@@ -45,6 +47,10 @@ impl Adam {
 
     /// Updates every tensor from its gradient plus the L2 term; a tensor without a gradient
     /// (not reached by the loss) still feels the L2 pull, as it would in medGAN's summed loss.
+    ///
+    /// On the CPU the moments and weights are updated in place by three fused passes
+    /// ([`fused`]), which compute the same f32 operations in the same order as the tensor
+    /// formulation of the other devices but allocate nothing.
     pub(crate) fn step(&mut self, grads: &GradStore) -> Result<()> {
         let c = &self.config;
         self.steps += 1;
@@ -52,6 +58,21 @@ impl Adam {
         let step_size = c.learning_rate * (1.0 - c.beta2.powf(t)).sqrt() / (1.0 - c.beta1.powf(t));
         for (i, (_, var)) in self.params.iter().enumerate() {
             let weights = var.as_tensor();
+            if weights.device().is_cpu() {
+                let grad = match grads.get(weights) {
+                    Some(grad) => grad.contiguous()?,
+                    None => weights.zeros_like()?,
+                };
+                fused::step(
+                    weights,
+                    &self.first_moments[i],
+                    &self.second_moments[i],
+                    &grad,
+                    c,
+                    step_size,
+                )?;
+                continue;
+            }
             let decay = weights.affine(c.l2_scale, 0.0)?;
             let grad = match grads.get(weights) {
                 Some(grad) => (grad + decay)?,
@@ -71,7 +92,8 @@ impl Adam {
         self.steps
     }
 
-    /// Moments as `{prefix}.m.{name}` and `{prefix}.v.{name}`, for a checkpoint.
+    /// Moments as `{prefix}.m.{name}` and `{prefix}.v.{name}`, for a checkpoint written at
+    /// once: they share storage with the moments, which the CPU update changes in place.
     pub(crate) fn state_tensors(&self, prefix: &str) -> BTreeMap<String, Tensor> {
         let mut state = BTreeMap::new();
         for (i, (name, _)) in self.params.iter().enumerate() {
@@ -100,8 +122,10 @@ impl Adam {
                 if saved.dims() != var.dims() {
                     return Err(format!("tensor `{key}` has shape {:?}", saved.dims()));
                 }
+                // A copy: the CPU update writes into the moments in place.
                 *slot = saved
                     .to_device(var.device())
+                    .and_then(|t| t.copy())
                     .map_err(|e| format!("tensor `{key}`: {e}"))?;
             }
         }
