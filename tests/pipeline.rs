@@ -86,6 +86,16 @@ fn mimic_demo_end_to_end() {
             ]),
     );
     let bundle = Bundle::open(&bundle_dir).unwrap();
+    // The quality curve: one row per 10 GAN epochs, dimension-wise r improving over training.
+    let curve = std::fs::read_to_string(run_dir.join("quality.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = curve
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 30, "quality.csv:\n{curve}");
+    let r_at = |row: &Vec<&str>| row[1].parse::<f64>().unwrap();
+    assert!(r_at(&rows[29]) > r_at(&rows[0]), "quality.csv:\n{curve}");
     assert_eq!(bundle.manifest().features, matrix.codes());
 
     // 3. sample 2,000 synthetic patients.

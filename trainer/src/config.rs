@@ -57,6 +57,11 @@ pub const DEFAULT_GENERATOR_STEPS: usize = 1;
 pub const DEFAULT_CHECKPOINT_EVERY: usize = 10;
 /// Checkpoints kept on disk (the oldest are removed); 0 keeps them all.
 pub const DEFAULT_CHECKPOINT_KEEP: usize = 3;
+/// Measure the quality curve (dimension-wise r, codes generated) every this many GAN epochs;
+/// 0 turns it off.
+pub const DEFAULT_QUALITY_EVERY: usize = 10;
+/// Synthetic records drawn for each point of the quality curve.
+pub const DEFAULT_QUALITY_ROWS: usize = 1000;
 
 /// Everything a training run needs besides the data and where to write.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -123,6 +128,8 @@ pub struct GanTrainingConfig {
     pub generator_steps: usize,
     pub checkpoint_every: usize,
     pub checkpoint_keep: usize,
+    pub quality_every: usize,
+    pub quality_rows: usize,
 }
 
 impl Default for TrainConfig {
@@ -189,6 +196,8 @@ impl Default for GanTrainingConfig {
             generator_steps: DEFAULT_GENERATOR_STEPS,
             checkpoint_every: DEFAULT_CHECKPOINT_EVERY,
             checkpoint_keep: DEFAULT_CHECKPOINT_KEEP,
+            quality_every: DEFAULT_QUALITY_EVERY,
+            quality_rows: DEFAULT_QUALITY_ROWS,
         }
     }
 }
@@ -314,6 +323,13 @@ impl TrainConfig {
         }
         self.validate_optimiser()?;
         let training = &self.training;
+        if training.quality_every > 0 && training.quality_rows == 0 {
+            return invalid(
+                "training.quality_rows",
+                "0".into(),
+                "must be positive while training.quality_every is on",
+            );
+        }
         if training.batch_size < 2 {
             return invalid(
                 "training.batch_size",

@@ -114,6 +114,10 @@ struct ConfigOverrides {
     /// Write a GAN checkpoint every N epochs [config default: 10]
     #[arg(long, value_name = "N")]
     checkpoint_every: Option<usize>,
+    /// Every K GAN epochs, log the dimension-wise r and the number of codes generated on a
+    /// sample, and append them to RUN_DIR/quality.csv; 0 turns it off [config default: 10]
+    #[arg(long, value_name = "K")]
+    quality_every: Option<usize>,
 }
 
 impl ConfigOverrides {
@@ -129,6 +133,7 @@ impl ConfigOverrides {
         set(&mut config.autoencoder.batch_size, self.ae_batch_size);
         set(&mut config.training.batch_size, self.batch_size);
         set(&mut config.training.checkpoint_every, self.checkpoint_every);
+        set(&mut config.training.quality_every, self.quality_every);
         set(&mut config.optimiser.learning_rate, self.learning_rate);
         set(&mut config.validation_split, self.validation_split);
     }

@@ -11,6 +11,7 @@ mod device;
 mod gan;
 pub mod metrics;
 mod optim;
+pub mod quality;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,8 @@ use crate::model::{MedganModel, ModelError};
 
 pub use checkpoint::latest_checkpoint;
 pub use device::{DeviceError, parse_device};
+use quality::QualityProbe;
+pub use quality::{QUALITY_FILE, QualityPoint};
 
 /// File name of the held-out (validation) patients inside the run folder.
 pub const HOLDOUT_FILE: &str = "holdout.medgan.safetensors";
@@ -255,6 +258,13 @@ pub fn run(
     bar.finish_and_clear();
 
     let batch_size = clamp_batch("gan", config.training.batch_size, &train);
+    let quality = (config.training.quality_every > 0)
+        .then(|| {
+            let fresh = options.resume.is_none();
+            let rows = config.training.quality_rows;
+            QualityProbe::new(&train, &state.model, rows, config.seed, run_dir, fresh)
+        })
+        .transpose()?;
     let mut gan_history = Vec::new();
     let bar = progress_bar(options.progress, config.training.epochs, "gan");
     bar.set_position(state.gan_epochs as u64);
@@ -284,6 +294,26 @@ pub fn run(
         });
         bar.inc(1);
         gan_history.push(stats);
+        let last = epoch == config.training.epochs;
+        if let Some(probe) = quality.as_ref()
+            && (epoch % config.training.quality_every == 0 || last)
+        {
+            let point = probe.measure(&state.model, epoch)?;
+            bar.suspend(|| {
+                tracing::info!(
+                    phase = "gan",
+                    epoch,
+                    "quality at epoch {epoch}: dimension-wise r {}; {} codes appear in {} \
+                     synthetic records ({} in the training data)",
+                    point
+                        .dimension_wise_r
+                        .map_or("undefined".into(), |r| format!("{r:.3}")),
+                    point.codes_generated,
+                    config.training.quality_rows,
+                    point.codes_in_real
+                )
+            });
+        }
         if is_due(epoch, config) {
             checkpoint::save_in(run_dir, &state, config, counts)?;
             saved_at = Some((state.autoencoder_epochs, state.gan_epochs));
