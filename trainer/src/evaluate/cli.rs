@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use medgan_sample::DataType;
 
-use super::{EvalError, EvalOptions, align, evaluate, read_synthetic_parquet, write_report};
+use super::{EvalError, EvalOptions, align, evaluate_timed, read_synthetic_parquet, write_report};
 use crate::data::{EmptyPatients, InputArgs, load_input};
 
 /// Compare synthetic records with real ones: fidelity, privacy and their standing between two
@@ -52,6 +52,20 @@ pub struct EvaluateArgs {
     /// Held-out rows, and as many synthetic rows, the detection classifiers tell apart
     #[arg(long, value_name = "N", default_value_t = super::DEFAULT_DETECTION_ROWS)]
     pub detection_rows: usize,
+
+    /// Code the augmentation experiment predicts from the other codes (default: the most
+    /// frequent real code); it is removed from the features
+    #[arg(long, value_name = "CODE")]
+    pub utility_target: Option<String>,
+
+    /// Real training rows (n) the augmentation classifier trains on, alone and with 0.5n, n,
+    /// 2n and 4n candidate rows added
+    #[arg(long, value_name = "N", default_value_t = super::DEFAULT_UTILITY_TRAIN_ROWS)]
+    pub utility_train_rows: usize,
+
+    /// Seeds (real subsets and candidate samples) the augmentation figures are averaged over
+    #[arg(long, value_name = "K", default_value_t = super::DEFAULT_UTILITY_SEEDS)]
+    pub utility_seeds: usize,
 }
 
 impl EvaluateArgs {
@@ -61,6 +75,9 @@ impl EvaluateArgs {
             privacy_rows: self.privacy_rows,
             prediction_rows: self.prediction_rows,
             detection_rows: self.detection_rows,
+            utility_target: self.utility_target.clone(),
+            utility_train_rows: self.utility_train_rows,
+            utility_seeds: self.utility_seeds,
             ..EvalOptions::default()
         }
     }
@@ -96,10 +113,14 @@ pub fn run_cli(args: &EvaluateArgs) -> anyhow::Result<()> {
         }
         .into());
     }
-    let mut report = evaluate(&real, &holdout, &synthetic, &args.options())?;
+    let (mut report, timings) = evaluate_timed(&real, &holdout, &synthetic, &args.options())?;
     report.synthetic_columns = Some(synthetic_columns);
     report.holdout_columns = holdout_columns;
     write_report(&report, &args.output)?;
+    timings.write(&args.output)?;
+    for (metric, seconds) in timings.per_metric() {
+        tracing::debug!(metric, seconds, "time spent");
+    }
     tracing::info!(
         seconds = started.elapsed().as_secs_f64(),
         dir = %args.output.display(),
@@ -156,9 +177,22 @@ mod tests {
             synthetic.as_os_str(),
             "-o".as_ref(),
             out.as_os_str(),
+            "--utility-target".as_ref(),
+            "c0".as_ref(),
+            "--utility-train-rows".as_ref(),
+            "20".as_ref(),
+            "--utility-seeds".as_ref(),
+            "2".as_ref(),
         ])
         .unwrap();
         run_cli(&cli.args).unwrap();
+        let timings: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("timings.json")).unwrap())
+                .unwrap();
+        assert!(
+            timings["seconds"]["model/utility"].as_f64().is_some(),
+            "{timings}"
+        );
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
                 .unwrap();
@@ -170,11 +204,25 @@ mod tests {
             json["model"]["dimension_wise"]["never_generated"],
             serde_json::json!(["c2"])
         );
+        let utility = &json["model"]["utility"];
+        assert_eq!(utility["target"], "c0", "{utility}");
+        assert_eq!(utility["seeds"], 2);
+        assert_eq!(utility["real_train_rows"], 20);
+        assert_eq!(
+            utility["points"][0]["auc"]["per_seed"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(out.join("utility_auc.svg").exists());
         let md = std::fs::read_to_string(out.join("report.md")).unwrap();
         assert!(
             md.contains("1 real codes missing (read as zero) (c2)"),
             "{md}"
         );
+        assert!(md.contains("## Utility by augmentation"), "{md}");
+        assert!(md.contains("predicts `c0`"), "{md}");
         assert!(
             !std::fs::read_to_string(out.join("report.json"))
                 .unwrap()

@@ -4,6 +4,7 @@
 //! [`evaluate`] compares a synthetic matrix with the real training and held-out matrices; the
 //! same metrics are computed for independent per-code draws and for a sample of training rows
 //! ([`baselines`]), so every figure can be read against "no structure" and "a copy".
+//! [`utility`] measures what candidate rows add to a small real training set.
 //! [`write_report`] writes `report.json` (schema: [`Report`], documented in `docs/REPORT.md`),
 //! `report.md` and the plots.
 
@@ -22,6 +23,8 @@ mod real_data_tests;
 pub mod report;
 pub mod stats;
 pub mod synthetic;
+pub mod timings;
+pub mod utility;
 
 use std::path::PathBuf;
 
@@ -35,6 +38,8 @@ pub use cli::{EvaluateArgs, run_cli};
 pub use report::{CandidateReport, Report, Standing, write_report};
 pub use stats::Stat;
 pub use synthetic::{ColumnMatch, read_synthetic_parquet};
+pub use timings::Timings;
+pub use utility::Utility;
 
 use crate::data::PatientMatrix;
 
@@ -63,6 +68,14 @@ pub const DEFAULT_DETECTION_TREES: usize = 25;
 pub const DEFAULT_DETECTION_TREE_DEPTH: u16 = 8;
 /// Most frequent codes (of each training fold) the trees may split on.
 pub const DEFAULT_DETECTION_TREE_CODES: usize = 100;
+/// Augmentation: real training rows per seed (`n`), the seeds, the feature codes (the most
+/// frequent other codes), the held-out test rows, and the candidate rows added as multiples of
+/// `n` (0 is the real rows alone).
+pub const DEFAULT_UTILITY_TRAIN_ROWS: usize = 1000;
+pub const DEFAULT_UTILITY_SEEDS: usize = 5;
+pub const DEFAULT_UTILITY_FEATURE_CODES: usize = 100;
+pub const DEFAULT_UTILITY_TEST_ROWS: usize = 10_000;
+pub const DEFAULT_UTILITY_MULTIPLES: [f64; 5] = [0.0, 0.5, 1.0, 2.0, 4.0];
 
 /// Every knob of an evaluation; saved in the report.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -81,6 +94,13 @@ pub struct EvalOptions {
     pub detection_trees: usize,
     pub detection_tree_depth: u16,
     pub detection_tree_codes: usize,
+    /// Code predicted in the augmentation experiment; `None`: the most frequent real code.
+    pub utility_target: Option<String>,
+    pub utility_train_rows: usize,
+    pub utility_seeds: usize,
+    pub utility_feature_codes: usize,
+    pub utility_test_rows: usize,
+    pub utility_multiples: Vec<f64>,
 }
 
 impl Default for EvalOptions {
@@ -100,6 +120,12 @@ impl Default for EvalOptions {
             detection_trees: DEFAULT_DETECTION_TREES,
             detection_tree_depth: DEFAULT_DETECTION_TREE_DEPTH,
             detection_tree_codes: DEFAULT_DETECTION_TREE_CODES,
+            utility_target: None,
+            utility_train_rows: DEFAULT_UTILITY_TRAIN_ROWS,
+            utility_seeds: DEFAULT_UTILITY_SEEDS,
+            utility_feature_codes: DEFAULT_UTILITY_FEATURE_CODES,
+            utility_test_rows: DEFAULT_UTILITY_TEST_ROWS,
+            utility_multiples: DEFAULT_UTILITY_MULTIPLES.to_vec(),
         }
     }
 }
@@ -150,10 +176,14 @@ fn stream(seed: u64, part: u64) -> ChaCha8Rng {
 const PART_PRIVACY: u64 = 1;
 const PART_PREDICTION: u64 = 2;
 const PART_DETECTION: u64 = 3;
+const PART_UTILITY: u64 = 4;
 /// Streams of the shared parts, past every candidate's.
 const STREAM_REAL_PREDICTION: u64 = 1000;
 const STREAM_INDEPENDENT: u64 = 1001;
 const STREAM_REAL_SAMPLE: u64 = 1002;
+const STREAM_REAL_UTILITY: u64 = 1003;
+/// Names of the candidates, in report order (keys of [`Timings`]).
+pub const CANDIDATES: [&str; 3] = ["model", "independent", "real_sample"];
 
 fn check(
     real: &PatientMatrix,
@@ -183,6 +213,22 @@ fn check(
             options.attribute_known_fraction
         )));
     }
+    if options.utility_seeds == 0 || options.utility_train_rows == 0 {
+        return Err(EvalError::Options(format!(
+            "utility needs at least 1 seed and 1 training row, not {} and {}",
+            options.utility_seeds, options.utility_train_rows
+        )));
+    }
+    if let Some(bad) = options
+        .utility_multiples
+        .iter()
+        .find(|k| !k.is_finite() || **k < 0.0)
+    {
+        return Err(EvalError::Options(format!(
+            "utility multiple {bad} is not a finite non-negative number"
+        )));
+    }
+    utility::resolve_target(real, options)?;
     if options.l2 <= 0.0 || options.l2.is_nan() {
         return Err(EvalError::Options(format!(
             "l2 penalty {} is not positive",
@@ -200,50 +246,84 @@ pub fn evaluate(
     synthetic: &PatientMatrix,
     options: &EvalOptions,
 ) -> Result<Report, EvalError> {
+    evaluate_timed(real, holdout, synthetic, options).map(|(report, _)| report)
+}
+
+/// [`evaluate`], also saying where the time went.
+pub fn evaluate_timed(
+    real: &PatientMatrix,
+    holdout: &PatientMatrix,
+    synthetic: &PatientMatrix,
+    options: &EvalOptions,
+) -> Result<(Report, Timings), EvalError> {
     check(real, holdout, synthetic, options)?;
     let started = std::time::Instant::now();
+    let mut timings = Timings::default();
     let mut rng = stream(options.seed, STREAM_REAL_PREDICTION);
-    let real_side = prediction::real_side(real, holdout, options, &mut rng);
+    let real_side = timings.time("shared/prediction_real", || {
+        prediction::real_side(real, holdout, options, &mut rng)
+    });
+    let mut rng = stream(options.seed, STREAM_REAL_UTILITY);
+    let utility_side = timings.time("shared/utility_real", || {
+        utility::real_side(real, holdout, options, &mut rng)
+    })?;
     let rows = synthetic.n_patients();
-    let independent =
-        baselines::independent_draws(real, rows, &mut stream(options.seed, STREAM_INDEPENDENT));
-    let sample = baselines::real_sample(real, rows, &mut stream(options.seed, STREAM_REAL_SAMPLE));
-    let candidates = [synthetic, &independent, &sample].map(|candidate| candidate);
+    let (independent, sample) = timings.time("shared/baselines", || {
+        (
+            baselines::independent_draws(real, rows, &mut stream(options.seed, STREAM_INDEPENDENT)),
+            baselines::real_sample(real, rows, &mut stream(options.seed, STREAM_REAL_SAMPLE)),
+        )
+    });
+    let candidates = [synthetic, &independent, &sample];
     let mut reports = Vec::new();
-    for (number, candidate) in candidates.iter().enumerate() {
+    for (number, (candidate, name)) in candidates.iter().zip(CANDIDATES).enumerate() {
         let base = 16 * number as u64;
         let part = |p| stream(options.seed, base + p);
+        let key = |metric: &str| format!("{name}/{metric}");
+        let t = &mut timings;
         reports.push(CandidateReport {
             rows: candidate.n_patients(),
-            dimension_wise: fidelity::dimension_wise(real, candidate),
-            record_shape: fidelity::record_shape(real, candidate),
-            co_occurrence: fidelity::co_occurrence(real, candidate, options.co_occurrence_codes),
-            prediction: prediction::prediction(
-                &real_side,
-                candidate,
-                holdout,
-                options,
-                &mut part(PART_PREDICTION),
-            ),
-            detection: detection::detection(holdout, candidate, options, &mut part(PART_DETECTION)),
-            privacy: privacy::privacy(real, holdout, candidate, options, &mut part(PART_PRIVACY)),
+            dimension_wise: t.time(&key("dimension_wise"), || {
+                fidelity::dimension_wise(real, candidate)
+            }),
+            record_shape: t.time(&key("record_shape"), || {
+                fidelity::record_shape(real, candidate)
+            }),
+            co_occurrence: t.time(&key("co_occurrence"), || {
+                fidelity::co_occurrence(real, candidate, options.co_occurrence_codes)
+            }),
+            prediction: t.time(&key("prediction"), || {
+                let mut rng = part(PART_PREDICTION);
+                prediction::prediction(&real_side, candidate, holdout, options, &mut rng)
+            }),
+            detection: t.time(&key("detection"), || {
+                detection::detection(holdout, candidate, options, &mut part(PART_DETECTION))
+            }),
+            privacy: t.time(&key("privacy"), || {
+                privacy::privacy(real, holdout, candidate, options, &mut part(PART_PRIVACY))
+            }),
+            utility: t.time(&key("utility"), || {
+                utility::utility(&utility_side, candidate, options, &mut part(PART_UTILITY))
+            }),
         });
         tracing::debug!(
-            candidate = number,
+            candidate = name,
             seconds = started.elapsed().as_secs_f64(),
             "evaluated"
         );
     }
     let [model, independent, real_sample]: [CandidateReport; 3] =
         reports.try_into().expect("three candidates");
-    Ok(Report::new(
+    let report = Report::new(
         real,
         holdout,
         options.clone(),
         model,
         independent,
         real_sample,
-    ))
+    );
+    timings.total_seconds = started.elapsed().as_secs_f64();
+    Ok((report, timings))
 }
 
 #[cfg(test)]

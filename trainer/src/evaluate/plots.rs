@@ -87,9 +87,42 @@ struct Lines<'a> {
     series: Vec<Series<'a>>,
 }
 
+/// A named, coloured line through means, with a bar from `low` to `high` at each point.
+type ErrorSeries<'a> = (&'a str, RGBColor, Vec<ErrorPoint>);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct ErrorPoint {
+    x: f64,
+    mean: f64,
+    low: f64,
+    high: f64,
+}
+
+/// Lines with error bars on a y range fitted to the data (AUCs sit far from 0).
+struct ErrorLines<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+    series: Vec<ErrorSeries<'a>>,
+}
+
 enum Figure<'a> {
     Scatter(Scatter<'a>),
     Lines(Lines<'a>),
+    Errors(ErrorLines<'a>),
+}
+
+/// The y range of error lines: their lowest and highest bar, padded by 5%.
+fn error_range(series: &[ErrorSeries]) -> (f64, f64) {
+    let points = series.iter().flat_map(|s| s.2.iter());
+    let (lo, hi) = points.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+        (a.min(p.low), b.max(p.high))
+    });
+    if !lo.is_finite() || !hi.is_finite() {
+        return (0.0, 1.0);
+    }
+    let pad = ((hi - lo) * 0.05).max(0.005);
+    (lo - pad, hi + pad)
 }
 
 fn draw<DB: DrawingBackend>(
@@ -102,11 +135,20 @@ where
 {
     let e = |err: DrawingAreaErrorKind<DB::ErrorType>| err.to_string();
     area.fill(&WHITE).map_err(e)?;
-    let (title, x_label, y_label, x_max, y_max) = match figure {
+    let (title, x_label, y_label, x_max, (y_min, y_max)) = match figure {
         Figure::Scatter(s) => {
             let hi = s.points.iter().fold(0.0f64, |m, p| m.max(p.0).max(p.1));
             let hi = if hi > 0.0 { hi * 1.05 } else { 1.0 };
-            (s.title, s.x_label, s.y_label, hi, hi)
+            (s.title, s.x_label, s.y_label, hi, (0.0, hi))
+        }
+        Figure::Errors(l) => {
+            let xm = l
+                .series
+                .iter()
+                .flat_map(|s| s.2.iter())
+                .fold(0.0f64, |m, p| m.max(p.x));
+            let xm = if xm > 0.0 { xm * 1.05 } else { 1.0 };
+            (l.title, l.x_label, l.y_label, xm, error_range(&l.series))
         }
         Figure::Lines(l) => {
             let pts = l.series.iter().flat_map(|s| s.2.iter());
@@ -116,7 +158,7 @@ where
                 l.x_label,
                 l.y_label,
                 xm,
-                if ym > 0.0 { ym * 1.05 } else { 1.0 },
+                (0.0, if ym > 0.0 { ym * 1.05 } else { 1.0 }),
             )
         }
     };
@@ -129,7 +171,7 @@ where
             .y_label_area_size(60);
     }
     let mut chart = builder
-        .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+        .build_cartesian_2d(0.0..x_max, y_min..y_max)
         .map_err(e)?;
     let mut mesh = chart.configure_mesh();
     if text {
@@ -175,6 +217,47 @@ where
             if text {
                 chart
                     .configure_series_labels()
+                    .background_style(WHITE.mix(0.8))
+                    .border_style(BLACK)
+                    .draw()
+                    .map_err(e)?;
+            }
+        }
+        Figure::Errors(l) => {
+            // Bars of one x side by side, so that they do not hide each other.
+            let shift = x_max * 0.006;
+            for (k, (name, color, points)) in l.series.iter().enumerate() {
+                let color = *color;
+                let dx = (k as f64 - (l.series.len() as f64 - 1.0) / 2.0) * shift;
+                let line = points.iter().map(|p| (p.x + dx, p.mean));
+                let series = chart
+                    .draw_series(LineSeries::new(line, color.stroke_width(2)))
+                    .map_err(e)?;
+                if text {
+                    series.label(*name).legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+                    });
+                }
+                chart
+                    .draw_series(points.iter().map(|p| {
+                        PathElement::new(
+                            [(p.x + dx, p.low), (p.x + dx, p.high)],
+                            color.stroke_width(2),
+                        )
+                    }))
+                    .map_err(e)?;
+                chart
+                    .draw_series(
+                        points
+                            .iter()
+                            .map(|p| Circle::new((p.x + dx, p.mean), 3, color.filled())),
+                    )
+                    .map_err(e)?;
+            }
+            if text {
+                chart
+                    .configure_series_labels()
+                    .position(SeriesLabelPosition::LowerRight)
                     .background_style(WHITE.mix(0.8))
                     .border_style(BLACK)
                     .draw()
@@ -233,6 +316,24 @@ fn auc_points(c: &CandidateReport) -> Vec<(f64, f64)> {
         .per_code
         .iter()
         .filter_map(|p| Some((p.real_auc.get()?, p.synthetic_auc.get()?)))
+        .collect()
+}
+
+/// Mean AUC and mean ± sd bars of each augmentation point with a defined mean.
+fn utility_points(c: &CandidateReport) -> Vec<ErrorPoint> {
+    c.utility
+        .points
+        .iter()
+        .filter_map(|p| {
+            let mean = p.auc.mean.get()?;
+            let sd = p.auc.sd.get().unwrap_or(0.0);
+            Some(ErrorPoint {
+                x: p.added_rows as f64,
+                mean,
+                low: mean - sd,
+                high: mean + sd,
+            })
+        })
         .collect()
 }
 
@@ -314,6 +415,23 @@ fn draw_all_with(report: &Report, dir: &Path, text: bool) -> Result<Vec<Plotted>
                 points: auc_points(m),
             }),
         ),
+        (
+            "utility_auc",
+            "Utility by augmentation",
+            "x: candidate rows added to the real training rows; y: AUC on held-out rows, mean \
+             over the seeds, bars ± one standard deviation. Red model, green independent draws, \
+             blue real sample.",
+            Figure::Errors(ErrorLines {
+                title: "Augmentation: AUC vs added rows",
+                x_label: "candidate rows added",
+                y_label: "held-out AUC",
+                series: vec![
+                    ("model", RED, utility_points(m)),
+                    ("independent", GREEN, utility_points(&report.independent)),
+                    ("real sample", BLUE, utility_points(&report.real_sample)),
+                ],
+            }),
+        ),
     ];
     let mut out = Vec::new();
     for (stem, title, caption, figure) in figures {
@@ -348,5 +466,36 @@ mod tests {
                 .unwrap()
                 .contains("<svg")
         );
+    }
+
+    #[test]
+    fn error_lines_fit_their_bars_and_draw() {
+        let at = |x, mean, sd| ErrorPoint {
+            x,
+            mean,
+            low: mean - sd,
+            high: mean + sd,
+        };
+        let series = vec![
+            ("a", RED, vec![at(0.0, 0.70, 0.01), at(1000.0, 0.74, 0.02)]),
+            ("b", BLUE, vec![at(0.0, 0.70, 0.01), at(1000.0, 0.66, 0.0)]),
+        ];
+        let (lo, hi) = error_range(&series);
+        assert!(
+            lo < 0.66 && lo > 0.65 && hi > 0.76 && hi < 0.77,
+            "{lo} {hi}"
+        );
+        assert_eq!(error_range(&[]), (0.0, 1.0));
+        let dir = tempfile::tempdir().unwrap();
+        let figure = Figure::Errors(ErrorLines {
+            title: "t",
+            x_label: "x",
+            y_label: "y",
+            series,
+        });
+        for text in [false, text_available()] {
+            let (png, _) = write(dir.path(), "errors", &figure, text).unwrap();
+            assert!(std::fs::metadata(dir.path().join(png)).unwrap().len() > 0);
+        }
     }
 }

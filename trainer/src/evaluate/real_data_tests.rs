@@ -94,6 +94,31 @@ fn baselines_on_uci_diabetes_behave_as_described() {
     // The stand-in model (fresh real patients) sits near the real end for fidelity.
     let tv_standing = &report.standing[2];
     assert!(v(&tv_standing.position) > 0.9, "{tv_standing:?}");
+    // Both baselines have the real marginals: dimension-wise r cannot place the model.
+    let r_standing = &report.standing[0];
+    assert!(r_standing.position.get().is_none(), "{r_standing:?}");
+    // Augmentation (n = 1000, 100 features): more real rows help, unstructured rows do not.
+    let curve = |c: &super::CandidateReport| -> Vec<f64> {
+        eprintln!(
+            "utility {:?}",
+            c.utility
+                .points
+                .iter()
+                .map(|p| p.auc.show(4))
+                .collect::<Vec<_>>()
+        );
+        c.utility.points.iter().map(|p| v(&p.auc.mean)).collect()
+    };
+    let (model_auc, ind_auc, real_auc) = (curve(&report.model), curve(ind), curve(real));
+    assert_eq!(report.model.utility.feature_codes, 100);
+    assert_eq!(report.model.utility.real_train_rows, 1000);
+    assert_eq!(
+        model_auc[0], ind_auc[0],
+        "m = 0 is the same real rows for all"
+    );
+    assert!(real_auc[4] > real_auc[0] + 0.02, "{real_auc:?}");
+    assert!(model_auc[4] > model_auc[0] + 0.02, "{model_auc:?}");
+    assert!(ind_auc[4] < real_auc[4] - 0.03, "{ind_auc:?} {real_auc:?}");
 
     let dir = tempfile::tempdir().unwrap();
     write_report(&report, dir.path()).unwrap();
@@ -116,6 +141,7 @@ fn baselines_on_uci_diabetes_behave_as_described() {
         "record_shape",
         "co_occurrence",
         "prediction_auc",
+        "utility_auc",
     ] {
         assert!(md.contains(&format!("]({plot}.png)")), "{plot}");
         assert!(dir.path().join(format!("{plot}.svg")).exists(), "{plot}");

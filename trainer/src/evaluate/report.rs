@@ -14,6 +14,7 @@ use super::prediction::Prediction;
 use super::privacy::Privacy;
 use super::stats::Stat;
 use super::synthetic::ColumnMatch;
+use super::utility::{AugmentationPoint, Spread, Utility};
 use super::{EvalError, EvalOptions};
 use crate::data::PatientMatrix;
 
@@ -30,6 +31,7 @@ pub struct CandidateReport {
     pub prediction: Prediction,
     pub detection: Detection,
     pub privacy: Privacy,
+    pub utility: Utility,
 }
 
 /// One headline metric for the model and both baselines.
@@ -42,8 +44,30 @@ pub struct Standing {
     pub independent: Stat,
     pub real_sample: Stat,
     /// `(model - independent) / (real_sample - independent)`: 0 where independent draws are,
-    /// 1 where real rows are; outside [0, 1] beyond either.
+    /// 1 where real rows are; outside [0, 1] beyond either. Undefined when the baselines are
+    /// less than `min_baseline_gap` apart.
     pub position: Stat,
+    /// The smallest `|real_sample - independent|` that places the model: [`MIN_GAP_ABSOLUTE`]
+    /// for figures on a fixed 0-1 scale, [`MIN_GAP_RELATIVE`] times the larger baseline's
+    /// magnitude for figures whose scale depends on the data (RMSE, differences, distances).
+    pub min_baseline_gap: Stat,
+}
+
+/// Smallest baseline gap for figures on a fixed 0-1 scale (correlations, AUCs, shares).
+pub const MIN_GAP_ABSOLUTE: f64 = 0.01;
+/// Smallest baseline gap, relative to the larger baseline, for data-scaled figures: on UCI
+/// Diabetes two independent draws of 10,000 rows differ by 10-20% in dimension-wise RMSE from
+/// sampling noise alone.
+pub const MIN_GAP_RELATIVE: f64 = 0.25;
+
+/// How far apart the baselines must be for a headline metric's position to mean anything.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scale {
+    /// A figure on a fixed 0-1 scale: gap at least [`MIN_GAP_ABSOLUTE`].
+    Unit,
+    /// A figure whose size depends on the data: gap at least [`MIN_GAP_RELATIVE`] of the
+    /// larger baseline's magnitude.
+    Data,
 }
 
 /// The whole `report.json`.
@@ -70,51 +94,70 @@ pub struct Report {
 type Pick = fn(&CandidateReport) -> Stat;
 
 /// The headline metrics, in report order.
-fn headline() -> Vec<(&'static str, &'static str, Pick)> {
+fn headline() -> Vec<(&'static str, &'static str, Scale, Pick)> {
+    use Scale::{Data, Unit};
     vec![
-        ("dimension-wise Pearson r", "fidelity", |c| {
+        ("dimension-wise Pearson r", "fidelity", Unit, |c| {
             c.dimension_wise.pearson_r.clone()
         }),
-        ("dimension-wise RMSE", "fidelity", |c| {
+        ("dimension-wise RMSE", "fidelity", Data, |c| {
             c.dimension_wise.rmse.clone()
         }),
-        ("codes per record, total variation", "fidelity", |c| {
+        ("codes per record, total variation", "fidelity", Unit, |c| {
             c.record_shape.total_variation.clone()
         }),
-        ("all-zero record share", "fidelity", |c| {
+        ("all-zero record share", "fidelity", Unit, |c| {
             c.record_shape.synthetic_all_zero_share.clone()
         }),
-        ("co-occurrence joint Pearson r", "fidelity", |c| {
+        ("co-occurrence joint Pearson r", "fidelity", Unit, |c| {
             c.co_occurrence.joint_pearson_r.clone()
         }),
-        ("correlation mean abs difference", "fidelity", |c| {
+        ("correlation mean abs difference", "fidelity", Data, |c| {
             c.co_occurrence.correlation_mean_abs_diff.clone()
         }),
-        ("prediction mean AUC (synthetic-trained)", "fidelity", |c| {
-            c.prediction.synthetic_mean_auc.clone()
-        }),
-        ("prediction AUC gap", "fidelity", |c| {
+        (
+            "prediction mean AUC (synthetic-trained)",
+            "fidelity",
+            Unit,
+            |c| c.prediction.synthetic_mean_auc.clone(),
+        ),
+        ("prediction AUC gap", "fidelity", Unit, |c| {
             c.prediction.auc_gap.clone()
         }),
-        ("detection AUC, logistic", "fidelity", |c| {
+        (
+            "augmentation AUC, n real + n candidate rows",
+            "fidelity",
+            Unit,
+            |c| {
+                c.utility
+                    .at_multiple(1.0)
+                    .map_or(Stat::undefined("no point with m = n"), |p| {
+                        p.auc.mean.clone()
+                    })
+            },
+        ),
+        ("detection AUC, logistic", "fidelity", Unit, |c| {
             c.detection.logistic_auc.clone()
         }),
-        ("detection AUC, trees", "fidelity", |c| {
+        ("detection AUC, trees", "fidelity", Unit, |c| {
             c.detection.trees_auc.clone()
         }),
-        ("median distance to closest training row", "privacy", |c| {
-            c.privacy.synthetic_to_train.quantiles[5].value.clone()
-        }),
-        ("exact copy rate (non-empty rows)", "privacy", |c| {
+        (
+            "median distance to closest training row",
+            "privacy",
+            Data,
+            |c| c.privacy.synthetic_to_train.quantiles[5].value.clone(),
+        ),
+        ("exact copy rate (non-empty rows)", "privacy", Unit, |c| {
             c.privacy.synthetic_copies.rate.clone()
         }),
-        ("presence attack precision, d = 0", "privacy", |c| {
+        ("presence attack precision, d = 0", "privacy", Unit, |c| {
             c.privacy
                 .presence
                 .first()
                 .map_or(Stat::undefined("no threshold"), |p| p.precision.clone())
         }),
-        ("attribute attack recall, first k", "privacy", |c| {
+        ("attribute attack recall, first k", "privacy", Unit, |c| {
             c.privacy
                 .attribute
                 .first()
@@ -123,12 +166,32 @@ fn headline() -> Vec<(&'static str, &'static str, Pick)> {
     ]
 }
 
-fn position(model: &Stat, independent: &Stat, real_sample: &Stat) -> Stat {
-    match (model.get(), independent.get(), real_sample.get()) {
-        (Some(m), Some(i), Some(r)) if (r - i).abs() > 1e-12 => Stat::of((m - i) / (r - i)),
-        (Some(_), Some(_), Some(_)) => Stat::undefined("the two baselines are equal"),
-        _ => Stat::undefined("a value is undefined"),
-    }
+/// The model's position between the baselines and the smallest gap that allows one.
+pub fn position(
+    model: &Stat,
+    independent: &Stat,
+    real_sample: &Stat,
+    scale: Scale,
+) -> (Stat, Stat) {
+    let (Some(i), Some(r)) = (independent.get(), real_sample.get()) else {
+        let why = "a baseline's value is undefined";
+        return (Stat::undefined(why), Stat::undefined(why));
+    };
+    let min_gap = match scale {
+        Scale::Unit => MIN_GAP_ABSOLUTE,
+        Scale::Data => MIN_GAP_RELATIVE * i.abs().max(r.abs()),
+    };
+    let gap = (r - i).abs();
+    let position = match model.get() {
+        // Both baselines 0 on a data-scaled figure: no gap is big enough.
+        _ if gap < min_gap || gap == 0.0 => Stat::undefined(format!(
+            "the baselines differ by only {gap:.3e} (less than {min_gap:.3e}): too close to \
+             place the model between them"
+        )),
+        Some(m) => Stat::of((m - i) / (r - i)),
+        None => Stat::undefined("the model's value is undefined"),
+    };
+    (position, Stat::of(min_gap))
 }
 
 impl Report {
@@ -142,12 +205,14 @@ impl Report {
     ) -> Self {
         let standing = headline()
             .into_iter()
-            .map(|(metric, kind, pick)| {
+            .map(|(metric, kind, scale, pick)| {
                 let (m, i, r) = (pick(&model), pick(&independent), pick(&real_sample));
+                let (position, min_baseline_gap) = position(&m, &i, &r, scale);
                 Standing {
                     metric: metric.to_string(),
                     kind: kind.to_string(),
-                    position: position(&m, &i, &r),
+                    position,
+                    min_baseline_gap,
                     model: m,
                     independent: i,
                     real_sample: r,
@@ -250,7 +315,14 @@ fn markdown(r: &Report, plots: &[plots::Plotted]) -> String {
         }
     }
     out.push_str("## Standing between the baselines\n\nPosition 0: like independent draws; 1: ");
-    out.push_str("like real rows.\n\n| metric | kind | model | independent | real sample | ");
+    let _ = write!(
+        out,
+        "like real rows. Undefined where the baselines are too close to tell apart: less than \
+         {MIN_GAP_ABSOLUTE} apart on a 0-1 scale, or less than {:.0}% of the larger for \
+         data-scaled figures (RMSE, differences, distances).\n\n",
+        MIN_GAP_RELATIVE * 100.0
+    );
+    out.push_str("| metric | kind | model | independent | real sample | ");
     out.push_str("position |\n|---|---|---|---|---|---|\n");
     for s in &r.standing {
         let _ = writeln!(
@@ -351,6 +423,7 @@ fn markdown(r: &Report, plots: &[plots::Plotted]) -> String {
             }),
         ],
     );
+    utility_section(&mut out, r);
     let _ = writeln!(
         out,
         "## Detection\n\n{}-fold cross-validated AUC telling {} held-out rows from as many \
@@ -375,6 +448,66 @@ fn markdown(r: &Report, plots: &[plots::Plotted]) -> String {
         );
     }
     out
+}
+
+fn utility_section(out: &mut String, r: &Report) {
+    let u = &r.model.utility;
+    out.push_str("## Utility by augmentation\n\n");
+    let Some(target) = &u.target else {
+        let why = u.undefined.as_deref().unwrap_or("no target");
+        let _ = writeln!(out, "Not measured: {why}.\n");
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "A logistic regression predicts `{target}` (in {} of the real training rows, {} of \
+         the {} held-out test rows) from the {} most frequent other codes. Per seed ({}), it \
+         trains on n = {} real training rows alone (m = 0) and with m candidate rows added, \
+         each labelled by its own `{target}`; mean ± standard deviation over the seeds. The \
+         model was trained on all real training rows, so this is an upper bound on what it \
+         adds to a data set of n patients.\n",
+        u.real_target_share.show(4),
+        u.test_target_share.show(4),
+        u.test_rows,
+        u.feature_codes,
+        u.seeds,
+        u.real_train_rows
+    );
+    let _ = writeln!(
+        out,
+        "Share of candidate rows with `{target}`: model {}, independent {}, real sample {}.\n",
+        u.candidate_target_share.show(4),
+        r.independent.utility.candidate_target_share.show(4),
+        r.real_sample.utility.candidate_target_share.show(4)
+    );
+    for (what, pick) in [
+        ("AUC", (|p| &p.auc) as fn(&AugmentationPoint) -> &Spread),
+        ("F1", |p| &p.f1),
+    ] {
+        let _ = writeln!(
+            out,
+            "| m (added rows) | {what}, model | {what}, independent | {what}, real sample |"
+        );
+        out.push_str("|---|---|---|---|\n");
+        for (k, p) in u.points.iter().enumerate() {
+            let cell = |c: &CandidateReport| {
+                c.utility
+                    .points
+                    .get(k)
+                    .map_or("undefined".to_string(), |q| pick(q).show(4))
+            };
+            let _ = writeln!(
+                out,
+                "| {}n ({}) | {} | {} | {} |",
+                p.multiple,
+                p.added_rows,
+                cell(&r.model),
+                cell(&r.independent),
+                cell(&r.real_sample)
+            );
+        }
+        out.push('\n');
+    }
 }
 
 fn privacy_section(out: &mut String, r: &Report) {
@@ -479,4 +612,47 @@ fn list_some(items: &[String]) -> String {
     let shown: Vec<&str> = items.iter().take(20).map(String::as_str).collect();
     let more = if items.len() > 20 { ", ..." } else { "" };
     format!(" ({}{more})", shown.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_needs_baselines_far_enough_apart() {
+        let at = |m, i, r, scale| position(&Stat::of(m), &Stat::of(i), &Stat::of(r), scale);
+        let (p, gap) = at(0.5, 0.0, 1.0, Scale::Unit);
+        assert_eq!((p.get(), gap.get()), (Some(0.5), Some(MIN_GAP_ABSOLUTE)));
+        // Dimension-wise r of both baselines near 1: a model at 0.95 would sit at -546.
+        let (p, _) = at(0.95, 0.9989, 0.99899, Scale::Unit);
+        let why = p.undefined.as_deref().unwrap();
+        assert!(
+            why.contains("baselines differ by only") && why.contains("1.000e-2"),
+            "{why}"
+        );
+        assert!(at(0.95, 0.90, 0.95, Scale::Unit).0.get().is_some());
+        // Data-scaled: a quarter of the larger baseline.
+        let (p, gap) = at(0.0008, 0.0010, 0.0008, Scale::Data);
+        assert!(
+            p.get().is_none() && (gap.get().unwrap() - 2.5e-4).abs() < 1e-15,
+            "{p:?}"
+        );
+        let (p, _) = at(0.0008, 0.0010, 0.0006, Scale::Data);
+        assert!((p.get().unwrap() - 0.5).abs() < 1e-12);
+        assert!(at(1.0, 0.0, 0.0, Scale::Data).0.get().is_none());
+        let (p, _) = position(
+            &Stat::undefined("x"),
+            &Stat::of(0.0),
+            &Stat::of(1.0),
+            Scale::Unit,
+        );
+        assert!(p.undefined.unwrap().contains("model"));
+        let (p, gap) = position(
+            &Stat::of(0.0),
+            &Stat::undefined("x"),
+            &Stat::of(1.0),
+            Scale::Unit,
+        );
+        assert!(p.get().is_none() && gap.get().is_none());
+    }
 }
