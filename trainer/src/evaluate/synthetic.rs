@@ -6,7 +6,7 @@ use std::path::Path;
 
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
-use arrow_array::types::Int64Type;
+use arrow_array::types::{Int32Type, Int64Type};
 use arrow_schema::DataType as ArrowType;
 use medgan_sample::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -29,10 +29,10 @@ pub struct ColumnMatch {
     pub extra: Vec<String>,
 }
 
-/// Reads `path` (column `patient_id`, then one Boolean or Int64 column per code) into a matrix
-/// whose column `j` is `vocabulary[j]`.
+/// Reads `path` (column `patient_id`, then one Boolean, Int32 or Int64 column per code) into a
+/// matrix whose column `j` is `vocabulary[j]`.
 ///
-/// The result is count data if any code column is Int64, else binary. Nulls and negative counts
+/// The result is count data if any code column is an integer, else binary. Nulls and negative counts
 /// are refused, naming the column and row.
 pub fn read_synthetic_parquet(
     path: &Path,
@@ -63,10 +63,10 @@ pub fn read_synthetic_parquet(
         }
         match field.data_type() {
             ArrowType::Boolean => {}
-            ArrowType::Int64 => any_count = true,
+            ArrowType::Int32 | ArrowType::Int64 => any_count = true,
             other => {
                 return Err(bad(format!(
-                    "column `{name}` is {other}, expected Boolean or Int64"
+                    "column `{name}` is {other}, expected Boolean, Int32 or Int64"
                 )));
             }
         }
@@ -137,7 +137,16 @@ pub fn read_synthetic_parquet(
                     }
                 }
             } else {
-                for (r, v) in column.as_primitive::<Int64Type>().iter().enumerate() {
+                // The sampler writes Int32 counts; other writers may use Int64.
+                let counts: Vec<Option<i64>> = match column.data_type() {
+                    ArrowType::Int32 => column
+                        .as_primitive::<Int32Type>()
+                        .iter()
+                        .map(|v| v.map(i64::from))
+                        .collect(),
+                    _ => column.as_primitive::<Int64Type>().iter().collect(),
+                };
+                for (r, v) in counts.into_iter().enumerate() {
                     match v {
                         Some(0) => {}
                         Some(n) if n > 0 && n <= u32::MAX as i64 => {
@@ -230,6 +239,22 @@ pub(crate) mod tests {
         assert_eq!(matched.matched, 2);
         assert_eq!(matched.missing, ["b"]);
         assert_eq!(matched.extra, ["zz"]);
+    }
+
+    #[test]
+    fn int32_counts_as_the_sampler_writes_them_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.parquet");
+        let i32s = |v: &[i32]| Arc::new(arrow_array::Int32Array::from(v.to_vec())) as ArrayRef;
+        write_wide(
+            &path,
+            &[0, 1],
+            &[("a", i32s(&[0, 3])), ("b", i32s(&[2, 0]))],
+        );
+        let (m, _) = read_synthetic_parquet(&path, &vocab(&["a", "b"])).unwrap();
+        assert_eq!(m.data_type(), DataType::Count);
+        assert_eq!(m.row(0), (&[1u32][..], &[2u32][..]));
+        assert_eq!(m.row(1), (&[0u32][..], &[3u32][..]));
     }
 
     #[test]
