@@ -1,15 +1,12 @@
 //! Measures autoencoder and GAN epoch times on a real dataset (UCI Diabetes by default).
 //!
 //! `cargo run --release -p medgan-train --example epoch_times -- [uci|mimic] [ae_epochs]
-//! [gan_epochs]`. The CSV readers here are deliberately minimal stand-ins for the data module.
+//! [gan_epochs]`; the datasets come from `$MEDGAN_DATA_DIR` (default `../shared/data`).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::Instant;
 
-use medgan_sample::DataType;
 use medgan_train::config::TrainConfig;
-use medgan_train::data::PatientMatrix;
+use medgan_train::data::{EmptyPatients, InputArgs, PatientMatrix, load_input};
 use medgan_train::train::{RunOptions, run};
 
 /// As in the `medgan-train` binary: candle allocates fresh tensors at every step, and glibc's
@@ -17,67 +14,22 @@ use medgan_train::train::{RunOptions, run};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn data_dir() -> PathBuf {
-    std::env::var_os("MEDGAN_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
-}
-
-/// Patient -> set of codes from one CSV, given the patient column and the code columns.
-fn read_codes(file: &str, patient_col: &str, code_cols: &[&str]) -> anyhow::Result<PatientMatrix> {
-    let path = data_dir().join(file);
-    let mut reader = csv::Reader::from_path(&path)
-        .map_err(|e| anyhow::anyhow!("{}: {e} (set MEDGAN_DATA_DIR)", path.display()))?;
-    let headers = reader.headers()?.clone();
-    let find = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| anyhow::anyhow!("{}: no column `{name}`", path.display()))
-    };
-    let patient = find(patient_col)?;
-    let columns = code_cols
-        .iter()
-        .map(|c| find(c))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut rows: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for record in reader.records() {
-        let record = record?;
-        let codes = rows.entry(record[patient].to_string()).or_default();
-        for &c in &columns {
-            let code = &record[c];
-            if !code.is_empty() && code != "?" {
-                codes.insert(code.to_string());
-            }
+/// One of the shared datasets, read by the trainer's own data module.
+fn load(which: &str) -> anyhow::Result<PatientMatrix> {
+    let dir = medgan_train::data::data_dir();
+    let mut args = match which {
+        "uci" => {
+            let mut args = InputArgs::for_input(dir.join("uci-diabetes-130-us/diabetic_data.csv"));
+            args.patient_col = Some("patient_nbr".into());
+            args.code_col = vec!["diag_1".into(), "diag_2".into(), "diag_3".into()];
+            args.missing = vec!["?".into()];
+            args
         }
-    }
-    let vocabulary: Vec<String> = rows
-        .values()
-        .flatten()
-        .cloned()
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let column: BTreeMap<&String, u32> = vocabulary
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c, i as u32))
-        .collect();
-    let (mut indptr, mut indices) = (vec![0u64], Vec::new());
-    for codes in rows.values() {
-        indices.extend(codes.iter().map(|c| column[c]));
-        indptr.push(indices.len() as u64);
-    }
-    let values = vec![1; indices.len()];
-    let ids = rows.keys().cloned().collect();
-    Ok(PatientMatrix::from_csr(
-        DataType::Binary,
-        vocabulary,
-        ids,
-        indptr,
-        indices,
-        values,
-    )?)
+        "mimic" => InputArgs::for_input(dir.join("mimic-iii-demo")),
+        other => anyhow::bail!("unknown dataset `{other}`: expected `uci` or `mimic`"),
+    };
+    args.empty_patients = EmptyPatients::Drop;
+    Ok(load_input(&args)?.0)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -103,19 +55,7 @@ fn main() -> anyhow::Result<()> {
             .transpose()?
             .unwrap_or(default))
     };
-    let data = match which {
-        "uci" => read_codes(
-            "uci-diabetes-130-us/diabetic_data.csv",
-            "patient_nbr",
-            &["diag_1", "diag_2", "diag_3"],
-        )?,
-        "mimic" => read_codes(
-            "mimic-iii-demo/DIAGNOSES_ICD.csv",
-            "subject_id",
-            &["icd9_code"],
-        )?,
-        other => anyhow::bail!("unknown dataset `{other}`: expected `uci` or `mimic`"),
-    };
+    let data = load(which)?;
     let mut config = TrainConfig::default();
     config.autoencoder.epochs = epochs(1, 2)?;
     config.training.epochs = epochs(2, 2)?;
