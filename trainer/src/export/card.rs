@@ -9,6 +9,7 @@ use medgan_sample::DataType;
 use super::onnx::{GraphKind, OPSET};
 use super::verify::seeded_noise;
 use super::{ExportError, ExportInput, PRODUCER_NAME, PRODUCER_VERSION, ReferenceForward};
+use crate::evaluate::stats::pearson;
 
 /// Noise rows the card's synthetic prevalences are averaged over.
 pub const CARD_SAMPLE_ROWS: usize = 10_000;
@@ -54,20 +55,6 @@ pub(crate) fn synthetic_means(
             .collect())
     };
     run().map_err(ExportError::candle("cannot sample the model for its card"))
-}
-
-/// Pearson correlation, or `None` when either side is constant.
-fn pearson(xs: &[f64], ys: &[f64]) -> Option<f64> {
-    let n = xs.len() as f64;
-    let (mean_x, mean_y) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
-    let (mut cov, mut var_x, mut var_y) = (0.0, 0.0, 0.0);
-    for (x, y) in xs.iter().zip(ys) {
-        cov += (x - mean_x) * (y - mean_y);
-        var_x += (x - mean_x).powi(2);
-        var_y += (y - mean_y).powi(2);
-    }
-    let denominator = (var_x * var_y).sqrt();
-    (denominator > 0.0).then(|| cov / denominator)
 }
 
 fn rmse(xs: &[f64], ys: &[f64]) -> f64 {
@@ -181,7 +168,7 @@ pub(crate) fn render(bundle_name: &str, input: &ExportInput, synthetic: &[f64]) 
          (ChaCha8 seed {CARD_SEED}), before any Bernoulli draw. Over all {} codes: {}, \
          RMSE = {:.5}.\n",
         real.len(),
-        match pearson(real, synthetic) {
+        match pearson(real, synthetic).get() {
             Some(r) => format!("Pearson r = {r:.4}"),
             None => "Pearson r undefined (one side is constant)".to_string(),
         },
@@ -221,9 +208,9 @@ mod tests {
     #[test]
     fn pearson_and_rmse_match_hand_computed_values() {
         let xs = [1.0, 2.0, 3.0, 4.0];
-        assert!((pearson(&xs, &[2.0, 4.0, 6.0, 8.0]).unwrap() - 1.0).abs() < 1e-12);
-        assert!((pearson(&xs, &[4.0, 3.0, 2.0, 1.0]).unwrap() + 1.0).abs() < 1e-12);
-        assert_eq!(pearson(&xs, &[5.0; 4]), None);
+        assert!((pearson(&xs, &[2.0, 4.0, 6.0, 8.0]).get().unwrap() - 1.0).abs() < 1e-12);
+        assert!((pearson(&xs, &[4.0, 3.0, 2.0, 1.0]).get().unwrap() + 1.0).abs() < 1e-12);
+        assert_eq!(pearson(&xs, &[5.0; 4]).get(), None);
         // Differences 1, 0, -1, 2: mean square 6 / 4.
         assert!((rmse(&xs, &[0.0, 2.0, 4.0, 2.0]) - 1.5f64.sqrt()).abs() < 1e-12);
     }

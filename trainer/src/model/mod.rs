@@ -380,13 +380,7 @@ pub(crate) fn write_safetensors(
         path: path.to_path_buf(),
         why: e.to_string(),
     })?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    std::io::Write::write_all(&mut tmp, &bytes).map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
+    crate::atomic_file::write_atomically(path, &bytes).map_err(io)?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::TrainError;
 use crate::data::PatientMatrix;
+use crate::evaluate::stats::pearson;
 use crate::model::MedganModel;
 use crate::model::layers::normal_tensor;
 
@@ -114,7 +115,7 @@ impl QualityProbe {
             .collect();
         let point = QualityPoint {
             epoch,
-            dimension_wise_r: pearson(&self.real_prevalence, &synthetic),
+            dimension_wise_r: pearson(&self.real_prevalence, &synthetic).get(),
             codes_generated: present.iter().filter(|&&n| n > 0).count(),
             codes_in_real: self.codes_in_real,
         };
@@ -138,27 +139,14 @@ impl QualityProbe {
     }
 }
 
-/// Pearson correlation, `None` when either side has no variance.
-fn pearson(xs: &[f64], ys: &[f64]) -> Option<f64> {
-    let n = xs.len() as f64;
-    let (mean_x, mean_y) = (xs.iter().sum::<f64>() / n, ys.iter().sum::<f64>() / n);
-    let (mut cov, mut var_x, mut var_y) = (0.0, 0.0, 0.0);
-    for (x, y) in xs.iter().zip(ys) {
-        cov += (x - mean_x) * (y - mean_y);
-        var_x += (x - mean_x).powi(2);
-        var_y += (y - mean_y).powi(2);
-    }
-    (var_x > 0.0 && var_y > 0.0).then(|| cov / (var_x * var_y).sqrt())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn pearson_is_undefined_for_constant_input() {
-        assert_eq!(pearson(&[1.0, 2.0, 3.0], &[0.5, 0.5, 0.5]), None);
-        let r = pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 7.0]).unwrap();
+        assert_eq!(pearson(&[1.0, 2.0, 3.0], &[0.5, 0.5, 0.5]).get(), None);
+        let r = pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 7.0]).get().unwrap();
         assert!((r - 0.9933992677987828).abs() < 1e-12, "{r}");
     }
 }
