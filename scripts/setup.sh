@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building, testing and running the toolkit needs on a fresh Debian machine:
 # protoc (candle-onnx's build), rustfmt and clippy, ONNX Runtime 1.31 (from the PyPI wheel,
-# which the sampler finds on its own) and pyarrow (the independent Parquet reader of the tests).
+# which the sampler finds on its own), and pyarrow and DuckDB (the independent readers the tests
+# check our output with).
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 
@@ -22,11 +23,9 @@ fi
 
 PYTHON=${PYTHON:-python3}
 have_ort=$("$PYTHON" -c 'import onnxruntime; print(onnxruntime.__version__)' 2>/dev/null || true)
-if [ "$have_ort" != "$ORT_VERSION" ]; then
-  say "installing onnxruntime==$ORT_VERSION and pyarrow from PyPI"
-  "$PYTHON" -m pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" pyarrow
-elif ! "$PYTHON" -c 'import pyarrow' 2>/dev/null; then
-  "$PYTHON" -m pip install -q --disable-pip-version-check pyarrow
+if [ "$have_ort" != "$ORT_VERSION" ] || ! "$PYTHON" -c 'import pyarrow, duckdb' 2>/dev/null; then
+  say "installing onnxruntime==$ORT_VERSION, pyarrow and duckdb from PyPI"
+  "$PYTHON" -m pip install -q --disable-pip-version-check "onnxruntime==$ORT_VERSION" pyarrow duckdb
 fi
 
 data_dir=${MEDGAN_DATA_DIR:-"$(cd "$(dirname "$0")/.." && pwd)/../shared/data"}

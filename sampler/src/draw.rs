@@ -94,6 +94,7 @@ fn flags(
             column
         })
         .collect();
+    let mut words = vec![0u32; outputs.features.len()];
     for row in 0..rows {
         let probabilities = outputs.row(row)?;
         match draw {
@@ -107,9 +108,11 @@ fn flags(
             _ => {
                 let global = outputs.first_row + row as u64;
                 let mut rng = streams.resume(global, outputs.resume[row]);
-                for (column, &p) in bits.iter_mut().zip(probabilities) {
+                // One fill per row instead of a call per code: the same words, far faster.
+                rng.fill(&mut words[..]);
+                for ((column, &p), &word) in bits.iter_mut().zip(probabilities).zip(&words) {
                     // Uniforms in [0, 1): p = 0 is never drawn, p = 1 always is.
-                    if rng.random::<f32>() < p {
+                    if uniform(word) < p {
                         column.set_bit(row, true);
                     }
                 }
@@ -120,6 +123,12 @@ fn flags(
         .into_iter()
         .map(|mut column| Arc::new(BooleanArray::new(column.finish(), None)) as ArrayRef)
         .collect())
+}
+
+/// The uniform in [0, 1) that `rng.random::<f32>()` makes of the word: its top 24 bits.
+fn uniform(word: u32) -> f32 {
+    const SCALE: f32 = 1.0 / (1u32 << 24) as f32;
+    (word >> 8) as f32 * SCALE
 }
 
 fn counts(
@@ -174,6 +183,19 @@ mod tests {
             resume,
             features: names,
         }
+    }
+
+    #[test]
+    fn bulk_uniforms_are_the_ones_random_f32_draws() {
+        let streams = RowStreams::new(5);
+        let mut one_by_one = streams.resume(3, 40);
+        let mut bulk = streams.resume(3, 40);
+        let mut words = vec![0u32; 1000];
+        bulk.fill(&mut words[..]);
+        for &word in &words {
+            assert_eq!(uniform(word), one_by_one.random::<f32>());
+        }
+        assert_eq!(bulk.random::<u32>(), one_by_one.random::<u32>());
     }
 
     #[test]

@@ -1,53 +1,107 @@
 //! `medgan-sample`: draw synthetic patient records from a model bundle into a Parquet file.
 
 use std::io::IsTerminal;
+use std::ops::Range;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::builder::TypedValueParser;
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, ArgGroup, Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use medgan_sample::export::DEFAULT_PART_ROWS;
 use medgan_sample::writer::{DEFAULT_ROW_GROUP_SIZE, check_output_path};
-use medgan_sample::{Bundle, CountDraw, DEFAULT_BATCH_SIZE, Sampler, SamplerOptions};
+use medgan_sample::{
+    Bundle, Compression, CountDraw, DEFAULT_BATCH_SIZE, ExportOptions, Format, Labels, Layout,
+    Sampler, SamplerOptions, Shard, Target, parse_row_range,
+};
 use tracing_subscriber::EnvFilter;
 
-/// Draw synthetic patient records from a medGAN model bundle into a Parquet file.
+/// Draw synthetic patient records from a medGAN model bundle into Parquet, Arrow or CSV.
 ///
-/// Each row is one synthetic patient: `patient_id` (the row number), then one column per code
-/// of the model's vocabulary, Boolean for binary models and Int32 for count models. Row `i`
-/// depends only on the model, the seed and `i`: the same command writes the same file, byte
-/// for byte, whatever the batch size.
+/// Each patient is a row numbered by `patient_id`, its global row index. Row `i` depends only
+/// on the model, the seed and `i`: the same command writes the same bytes whatever the batch
+/// size or thread count, and `--shard K/N` (or `--rows START..END`) runs write exactly the
+/// rows of the whole request, split across processes or machines.
+///
+/// Layouts: wide (`patient_id`, then one column per code: Boolean for binary models, Int32 for
+/// count models), long (`patient_id`, `code`, and `count` for count models: one row per code
+/// present) and list (`patient_id`, `codes`: a list of the codes present).
 ///
 /// ONNX Runtime (1.31 or newer) is loaded at run time from --ort-lib, else $ORT_DYLIB_PATH,
 /// $MEDGAN_ORT_LIB, `libonnxruntime.so*` beside this executable (or in `lib/`), else the
 /// `onnxruntime` Python package (`pip install onnxruntime`).
 #[derive(Debug, Parser)]
 #[command(name = "medgan-sample", version, max_term_width = 100)]
+#[command(group(ArgGroup::new("which_rows").required(true).args(["num_rows", "row_range"])))]
+#[command(group(ArgGroup::new("target").required(true).args(["output", "partitioned"])))]
 struct Args {
     /// Model bundle folder (holding manifest.json). Default: the model embedded in this build.
     #[arg(long, value_name = "DIR")]
     model: Option<PathBuf>,
 
-    /// Number of records to write.
-    #[arg(short = 'n', long = "rows", value_name = "N")]
-    rows: u64,
+    /// Number of patients in the request (rows 0..N, or split by --shard).
+    #[arg(short = 'n', long = "num-rows", value_name = "N")]
+    num_rows: Option<u64>,
+
+    /// Write only rows START..END (end exclusive) of the seed's sequence.
+    #[arg(long = "rows", value_name = "START..END", value_parser = parse_row_range)]
+    row_range: Option<Range<u64>>,
+
+    /// Write shard K of N (K from 0) of the -n rows: N contiguous ranges that together are
+    /// exactly the rows a single run writes.
+    #[arg(long, value_name = "K/N", requires = "num_rows")]
+    shard: Option<Shard>,
 
     /// Seed of the random streams; the same seed gives the same records.
     #[arg(long, value_name = "S")]
     seed: u64,
 
-    /// Output Parquet file; written to a temporary file beside it and renamed when complete.
+    /// Output file, or `-` for stdout. A file is written under a temporary name beside it and
+    /// renamed when complete.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
-    output: PathBuf,
+    output: Option<PathBuf>,
+
+    /// Write a partitioned dataset into this new or empty folder: part-00000.parquet, ...,
+    /// then _manifest.json and _SUCCESS.
+    #[arg(long, value_name = "DIR")]
+    partitioned: Option<PathBuf>,
+
+    /// Patients per part file of --partitioned.
+    #[arg(long, value_name = "R", default_value_t = DEFAULT_PART_ROWS, requires = "partitioned",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    part_rows: u64,
+
+    /// Output format. Default: from the file extension (.parquet, .arrow/.feather, .arrows,
+    /// .csv), else parquet; `-o -` needs it.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<FormatArg>,
+
+    /// Table layout.
+    #[arg(long, value_enum, value_name = "LAYOUT", default_value_t = LayoutArg::Wide)]
+    layout: LayoutArg,
+
+    /// A CSV file of `code,label` rows: adds a `label` column to the long layout (null for
+    /// codes it does not name).
+    #[arg(long, value_name = "FILE")]
+    labels: Option<PathBuf>,
+
+    /// Parquet compression: zstd, zstd:LEVEL (1-22), snappy or none. Default zstd:3.
+    #[arg(long, value_name = "C")]
+    compression: Option<Compression>,
+
+    /// Rename code columns to names strict engines accept (`250.83` -> `c_250_83`), the
+    /// mapping to the codes kept in the file metadata (`medgan.column_codes`).
+    #[arg(long)]
+    spark_safe_names: bool,
 
     /// Rows per model run. Changes speed and memory, never the records.
     #[arg(long, value_name = "B", default_value_t = DEFAULT_BATCH_SIZE,
           value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
     batch_size: usize,
 
-    /// Rows per Parquet row group; memory use grows with this, not with N.
+    /// Rows of the output table per Parquet row group; memory use grows with this, not with N.
     #[arg(long, value_name = "R", default_value_t = DEFAULT_ROW_GROUP_SIZE,
           value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
     row_group_size: usize,
@@ -77,6 +131,28 @@ struct Args {
     /// Errors only: no progress bar, no summary.
     #[arg(short, long)]
     quiet: bool,
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Parquet,
+    /// Arrow IPC file.
+    Arrow,
+    /// Arrow IPC stream.
+    ArrowStream,
+    Csv,
+}
+
+/// `--layout` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LayoutArg {
+    /// patient_id, then one column per code.
+    Wide,
+    /// patient_id, code (and count): one row per code present.
+    Long,
+    /// patient_id, codes: the list of codes present.
+    List,
 }
 
 /// How count models turn expected counts into integers.
@@ -112,20 +188,41 @@ fn init_logging(args: &Args) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
     let started = Instant::now();
     // Everything that can be checked cheaply is checked before the model is loaded.
-    check_output_path(&args.output)?;
-    if args.rows > i64::MAX as u64 {
+    let rows = rows_to_write(args)?;
+    let target = target(args)?;
+    let format = format(args, &target)?;
+    if args.compression.is_some() && format != Format::Parquet {
         anyhow::bail!(
-            "-n {} is more rows than patient_id can number ({})",
-            args.rows,
-            i64::MAX
+            "--compression applies to Parquet only, not to {} output",
+            format.name()
         );
     }
+    let labels = match &args.labels {
+        Some(path) => Some(Labels::read(path)?),
+        None => None,
+    };
+    let export_options = ExportOptions {
+        format,
+        layout: match args.layout {
+            LayoutArg::Wide => Layout::Wide,
+            LayoutArg::Long => Layout::Long,
+            LayoutArg::List => Layout::List,
+        },
+        labels,
+        compression: args.compression.unwrap_or_default(),
+        row_group_size: args.row_group_size,
+        spark_safe_names: args.spark_safe_names,
+        request: args.shard.zip(args.num_rows).map(|(shard, n)| (n, shard)),
+    };
+    medgan_sample::export::check_options(&export_options)?;
+
     let bundle = match &args.model {
         Some(dir) => Bundle::open(dir)?,
         None => Bundle::embedded_default()?,
@@ -146,34 +243,52 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let sampler = Sampler::new(&bundle, options)
         .with_context(|| format!("cannot sample from {}", bundle.location()))?;
     tracing::info!(library = %sampler.ort_library().display(), draw = sampler.draw_description(),
-        batch_size = args.batch_size, "ready to sample");
+        batch_size = args.batch_size, rows = ?rows, "ready to sample");
 
-    let progress = progress_bar(args);
-    let written = medgan_sample::sample_to_parquet(
-        &sampler,
-        args.rows,
-        &args.output,
-        args.row_group_size,
-        |rows| progress.set_position(rows),
-    );
+    let progress = progress_bar(args, rows.end - rows.start);
+    let written = medgan_sample::export(&sampler, rows.clone(), &target, &export_options, |n| {
+        progress.set_position(n)
+    });
     progress.finish_and_clear();
     let summary = written?;
 
     if !args.quiet {
         let elapsed = started.elapsed();
+        let place = match &target {
+            Target::File(path) => path.display().to_string(),
+            Target::Stdout => "stdout".to_owned(),
+            Target::Partitioned { dir, .. } => {
+                format!("{} ({} parts)", dir.display(), summary.parts.len())
+            }
+        };
         eprintln!(
-            "Wrote {} rows x {} columns (patient_id and {} {} codes, {} draws, seed {}) to {}: \
-             {} in {} row groups, in {} ({} rows/s). Model {} (manifest sha256 {}).",
+            "Wrote {} rows x {} columns ({} layout, {} {}, patients {}..{} of {} {} codes, {} \
+             draws, seed {}) to {}: {}{}, in {} ({} patients/s, {} rows/s). Model {} \
+             (manifest sha256 {}).",
             summary.rows,
             summary.columns,
+            export_options.layout.name(),
+            format.name(),
+            if format == Format::Parquet {
+                export_options.compression.to_string()
+            } else {
+                String::new()
+            },
+            rows.start,
+            rows.end,
             sampler.features().len(),
             sampler.data_type(),
             sampler.draw_description(),
             args.seed,
-            args.output.display(),
+            place,
             human_bytes(summary.bytes),
-            summary.row_groups,
+            if format == Format::Parquet {
+                format!(" in {} row groups", summary.row_groups)
+            } else {
+                String::new()
+            },
             human_duration(elapsed),
+            rate(summary.patients, elapsed),
             rate(summary.rows, elapsed),
             bundle.location(),
             &bundle.manifest_sha256()[..12],
@@ -182,8 +297,53 @@ fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn progress_bar(args: &Args) -> ProgressBar {
-    let bar = ProgressBar::new(args.rows);
+/// The global rows this run writes: `0..N`, shard K of `0..N`, or `--rows`.
+fn rows_to_write(args: &Args) -> anyhow::Result<Range<u64>> {
+    let rows = match (args.num_rows, &args.row_range, args.shard) {
+        (_, Some(range), _) => range.clone(),
+        (Some(n), None, Some(shard)) => shard.rows(n),
+        (Some(n), None, None) => 0..n,
+        (None, None, _) => anyhow::bail!("name the rows with -n N or --rows START..END"),
+    };
+    medgan_sample::rows::check_patient_ids(rows.clone())?;
+    Ok(rows)
+}
+
+fn target(args: &Args) -> anyhow::Result<Target> {
+    Ok(match (&args.output, &args.partitioned) {
+        (Some(path), _) if path.as_os_str() == "-" => Target::Stdout,
+        (Some(path), _) => {
+            check_output_path(path)?;
+            Target::File(path.clone())
+        }
+        (None, Some(dir)) => Target::Partitioned {
+            dir: dir.clone(),
+            part_rows: args.part_rows,
+        },
+        (None, None) => anyhow::bail!("name the output with -o FILE, -o - or --partitioned DIR"),
+    })
+}
+
+fn format(args: &Args, target: &Target) -> anyhow::Result<Format> {
+    if let Some(format) = args.format {
+        return Ok(match format {
+            FormatArg::Parquet => Format::Parquet,
+            FormatArg::Arrow => Format::ArrowFile,
+            FormatArg::ArrowStream => Format::ArrowStream,
+            FormatArg::Csv => Format::Csv,
+        });
+    }
+    match target {
+        Target::File(path) => Ok(Format::from_path(path).unwrap_or(Format::Parquet)),
+        Target::Partitioned { .. } => Ok(Format::Parquet),
+        Target::Stdout => {
+            anyhow::bail!("-o - (stdout) needs --format: csv, arrow-stream, parquet or arrow")
+        }
+    }
+}
+
+fn progress_bar(args: &Args, rows: u64) -> ProgressBar {
+    let bar = ProgressBar::new(rows);
     if args.quiet || !std::io::stderr().is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     } else {

@@ -82,6 +82,22 @@ pub enum SampleError {
     Arrow(#[source] ArrowError),
 }
 
+/// The model outputs of a row range, waiting for their draws ([`Sampler::infer`]).
+#[derive(Debug)]
+pub struct Inferred {
+    rows: Range<u64>,
+    /// `rows x features`, row-major.
+    records: Vec<f32>,
+    /// Each row's stream position after its noise.
+    resume: Vec<u128>,
+}
+
+impl Inferred {
+    pub fn rows(&self) -> Range<u64> {
+        self.rows.clone()
+    }
+}
+
 /// Draws synthetic records from one bundle. Row `i` of any request depends only on the bundle,
 /// the seed and `i`. `Sampler` is `Send + Sync`; model runs are serialised inside it.
 pub struct Sampler {
@@ -180,11 +196,32 @@ impl Sampler {
     /// One record batch holding exactly `rows`, however many; the building block for splitting
     /// work across threads or machines.
     pub fn batch(&self, rows: Range<u64>) -> Result<RecordBatch, SampleError> {
+        self.draw(self.infer(rows)?)
+    }
+
+    /// The first half of [`Sampler::batch`]: noise and the model run for `rows`. With
+    /// [`Sampler::draw`] on another thread, inference and draws overlap.
+    pub fn infer(&self, rows: Range<u64>) -> Result<Inferred, SampleError> {
         check_rows(&rows)?;
         let (mut noise, mut resume) = (Vec::new(), Vec::new());
         self.streams
             .fill_noise(rows.clone(), self.noise_dim, &mut noise, &mut resume);
         let records = self.run_model(&noise)?;
+        Ok(Inferred {
+            rows,
+            records,
+            resume,
+        })
+    }
+
+    /// The second half of [`Sampler::batch`]: the draws from the model outputs, as a record
+    /// batch of the sampler's schema.
+    pub fn draw(&self, inferred: Inferred) -> Result<RecordBatch, SampleError> {
+        let Inferred {
+            rows,
+            records,
+            resume,
+        } = inferred;
         let outputs = Outputs {
             first_row: rows.start,
             records: &records,

@@ -101,7 +101,7 @@ pub fn check_output_path(path: &Path) -> Result<(), WriteError> {
     Ok(())
 }
 
-fn output_folder(path: &Path) -> PathBuf {
+pub(crate) fn output_folder(path: &Path) -> PathBuf {
     match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
         _ => PathBuf::from("."),
@@ -214,7 +214,7 @@ fn properties(options: &ParquetOptions) -> WriterProperties {
 
 /// Re-cuts a stream of batches into batches of exactly `rows` rows (the last may be short):
 /// slices where a batch holds enough, concatenation where a chunk spans batches.
-struct Regroup<I> {
+pub(crate) struct Regroup<I> {
     inner: I,
     schema: SchemaRef,
     rows: usize,
@@ -224,7 +224,7 @@ struct Regroup<I> {
 }
 
 impl<I> Regroup<I> {
-    fn new(inner: I, schema: SchemaRef, rows: usize) -> Regroup<I> {
+    pub(crate) fn new(inner: I, schema: SchemaRef, rows: usize) -> Regroup<I> {
         Regroup {
             inner,
             schema,
@@ -293,7 +293,7 @@ where
 
 /// A hidden temporary file in `path`'s folder (so the final rename stays on one file system),
 /// created with the permissions an ordinary new file would get.
-fn temporary_file_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+pub(crate) fn temporary_file_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     let name = path
         .file_name()
         .map(|name| name.to_string_lossy().into_owned());

@@ -5,6 +5,9 @@
 
 mod bundle;
 mod cli;
+mod cli_export;
 mod common;
+mod engines;
+mod export;
 mod parquet_file;
 mod sampling;
