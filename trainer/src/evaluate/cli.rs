@@ -24,7 +24,7 @@ pub struct EvaluateArgs {
     pub holdout: PathBuf,
 
     /// The sampler's Parquet output: `patient_id`, then one Boolean or Int64 column per code,
-    /// matched by name; codes missing on either side are reported
+    /// matched by name; codes missing on either side are reported; the long layout (patient_id, code[, count]) is read too
     #[arg(long, value_name = "SYNTH")]
     pub synthetic: PathBuf,
 

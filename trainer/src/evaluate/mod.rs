@@ -23,6 +23,7 @@ mod real_data_tests;
 pub mod report;
 pub mod stats;
 pub mod synthetic;
+pub mod synthetic_long;
 pub mod timings;
 pub mod utility;
 

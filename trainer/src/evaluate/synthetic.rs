@@ -1,4 +1,5 @@
-//! Reads the sampler's wide Parquet output into a sparse matrix in the real vocabulary's order.
+//! Reads the sampler's Parquet output (wide, or long through `synthetic_long`) into a sparse
+//! matrix in the real vocabulary's order.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -45,6 +46,17 @@ pub fn read_synthetic_parquet(
     let file = File::open(path).map_err(|e| bad(e.to_string()))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
     let schema = builder.schema().clone();
+    if super::synthetic_long::is_long_layout(&schema) {
+        let (matrix, columns, ranged) = super::synthetic_long::read_long(path, vocabulary)?;
+        if !ranged {
+            tracing::warn!(
+                "{}: long layout without medgan.row_start/row_end metadata: patients without \
+                 codes are invisible, so all-zero records are undercounted",
+                path.display()
+            );
+        }
+        return Ok((matrix, columns));
+    }
     let position: HashMap<&str, u32> = vocabulary
         .iter()
         .enumerate()
