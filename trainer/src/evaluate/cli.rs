@@ -23,8 +23,9 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "HOLDOUT")]
     pub holdout: PathBuf,
 
-    /// The sampler's Parquet output: `patient_id`, then one Boolean or Int64 column per code,
-    /// matched by name; codes missing on either side are reported; the long layout (patient_id, code[, count]) is read too
+    /// The sampler's Parquet output, wide (`patient_id`, then one Boolean or integer column per
+    /// code, matched by name; codes missing on either side are reported) or long (`patient_id`,
+    /// `code`[, `count`])
     #[arg(long, value_name = "SYNTH")]
     pub synthetic: PathBuf,
 
