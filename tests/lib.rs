@@ -1,4 +1,4 @@
-//! Helpers for the end-to-end tests: where the datasets and the built binaries are, and running them.
+//! Helpers for the end-to-end tests: where the datasets and the built binaries are, running them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -33,8 +33,8 @@ pub struct ColumnMatch {
 /// Reads `path` (column `patient_id`, then one Boolean, Int32 or Int64 column per code) into a
 /// matrix whose column `j` is `vocabulary[j]`.
 ///
-/// The result is count data if any code column is an integer, else binary. Nulls and negative counts
-/// are refused, naming the column and row.
+/// The result is count data if any code column is an integer, else binary. Nulls and negative
+/// counts are refused, naming the column and row.
 pub fn read_synthetic_parquet(
     path: &Path,
     vocabulary: &[String],
