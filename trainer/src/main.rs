@@ -148,6 +148,9 @@ struct CardArgs {
     /// Generator batches run in training mode before export to refresh batch-norm statistics
     #[arg(long, value_name = "N", default_value_t = DEFAULT_BURN_IN_BATCHES)]
     burn_in_batches: usize,
+    /// Markdown file appended to the model card, e.g. headline numbers of `evaluate`
+    #[arg(long, value_name = "FILE")]
+    card_appendix: Option<PathBuf>,
 }
 
 impl CardArgs {
@@ -157,10 +160,16 @@ impl CardArgs {
                 .with_context(|| format!("cannot read the data credit from {file}"))?,
             None => self.data_credit.clone(),
         };
+        let card_appendix = match &self.card_appendix {
+            Some(file) => std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read the card appendix {}", file.display()))?,
+            None => String::new(),
+        };
         Ok(PublishOptions {
             burn_in_batches: self.burn_in_batches,
             data_credit,
             overwrite,
+            card_appendix,
         })
     }
 }

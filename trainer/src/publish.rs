@@ -53,6 +53,8 @@ pub struct PublishOptions {
     pub data_credit: String,
     /// Replace an existing bundle at the destination.
     pub overwrite: bool,
+    /// Markdown appended to the model card (e.g. evaluation headline numbers); empty for none.
+    pub card_appendix: String,
 }
 
 /// The trained model as the export's yardstick: inference mode, on the CPU.
@@ -128,6 +130,7 @@ pub fn publish(
             training_time: record.training_time(),
             data_credit: options.data_credit.clone(),
             real_prevalence: real_prevalence(train),
+            appendix: options.card_appendix.clone(),
         },
     };
     write_bundle(&input, &Reference(model), out_dir, options.overwrite)

@@ -197,6 +197,9 @@ pub(crate) fn render(bundle_name: &str, input: &ExportInput, synthetic: &[f64]) 
             synthetic[j] - real[j]
         );
     }
+    if !input.card.appendix.trim().is_empty() {
+        let _ = writeln!(md, "\n{}", input.card.appendix.trim_end());
+    }
     md
 }
 
@@ -220,6 +223,17 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(3725)), "1 h 2 min 5 s");
         assert_eq!(human_duration(Duration::from_secs(125)), "2 min 5 s");
         assert_eq!(human_duration(Duration::from_millis(4200)), "4.2 s");
+    }
+
+    #[test]
+    fn appendix_ends_the_card_verbatim() {
+        let fixture = Fixture::new(DataType::Binary, 21);
+        let mut input = fixture.input();
+        let synthetic = synthetic_means(&fixture.reference(), 16, 40).unwrap();
+        assert!(!render("m", &input, &synthetic).contains("## Evaluation"));
+        input.card.appendix = "## Evaluation\n\n| detection AUC | 0.61 |\n".into();
+        let md = render("m", &input, &synthetic);
+        assert!(md.trim_end().ends_with("## Evaluation\n\n| detection AUC | 0.61 |"), "{md}");
     }
 
     #[test]

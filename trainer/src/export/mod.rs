@@ -67,6 +67,9 @@ pub struct CardInfo {
     /// Per code, in feature order: the share of training patients with the code (binary data)
     /// or its mean count per patient (count data).
     pub real_prevalence: Vec<f64>,
+    /// Markdown appended to the card as it is, e.g. the headline of an evaluation report;
+    /// empty for none.
+    pub appendix: String,
 }
 
 /// The trained networks as the trainer runs them, the yardstick the exported graphs must match.

@@ -226,6 +226,7 @@ impl Fixture {
                 training_time: Duration::from_secs(3725),
                 data_credit: "Fixture data, made up for the tests; no licence needed.".into(),
                 real_prevalence,
+                appendix: String::new(),
             },
         }
     }
