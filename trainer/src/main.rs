@@ -324,7 +324,7 @@ fn train_command(args: &TrainArgs, quiet: bool) -> anyhow::Result<()> {
     .with_context(|| format!("cannot export the bundle to {}", bundle_dir.display()))?;
     println!(
         "bundle {}: {} codes ({}), trained on {} patients; sample with \
-         `medgan-sample --model {} -n 1000 -o synthetic.parquet`",
+         `medgan-sample --model {} -n 1000 --seed 1 -o synthetic.parquet`",
         bundle_dir.display(),
         manifest.features.len(),
         manifest.data_type,
