@@ -233,7 +233,11 @@ mod tests {
         assert!(!render("m", &input, &synthetic).contains("## Evaluation"));
         input.card.appendix = "## Evaluation\n\n| detection AUC | 0.61 |\n".into();
         let md = render("m", &input, &synthetic);
-        assert!(md.trim_end().ends_with("## Evaluation\n\n| detection AUC | 0.61 |"), "{md}");
+        assert!(
+            md.trim_end()
+                .ends_with("## Evaluation\n\n| detection AUC | 0.61 |"),
+            "{md}"
+        );
     }
 
     #[test]
