@@ -30,6 +30,22 @@ pub struct ColumnMatch {
     pub extra: Vec<String>,
 }
 
+/// The values of an Int32 or Int64 column as i64 (the sampler writes Int32 counts; other
+/// writers may use Int64); an error naming the type for any other column.
+pub(crate) fn integer_values(column: &dyn Array) -> Result<Vec<Option<i64>>, String> {
+    match column.data_type() {
+        ArrowType::Int32 => Ok(column
+            .as_primitive::<Int32Type>()
+            .iter()
+            .map(|v| v.map(i64::from))
+            .collect()),
+        ArrowType::Int64 => Ok(column.as_primitive::<Int64Type>().iter().collect()),
+        other => Err(format!(
+            "a count column is {other}, expected Int32 or Int64"
+        )),
+    }
+}
+
 /// Reads `path` (column `patient_id`, then one Boolean, Int32 or Int64 column per code) into a
 /// matrix whose column `j` is `vocabulary[j]`.
 ///
@@ -149,15 +165,7 @@ pub fn read_synthetic_parquet(
                     }
                 }
             } else {
-                // The sampler writes Int32 counts; other writers may use Int64.
-                let counts: Vec<Option<i64>> = match column.data_type() {
-                    ArrowType::Int32 => column
-                        .as_primitive::<Int32Type>()
-                        .iter()
-                        .map(|v| v.map(i64::from))
-                        .collect(),
-                    _ => column.as_primitive::<Int64Type>().iter().collect(),
-                };
+                let counts = integer_values(column.as_ref()).map_err(&bad)?;
                 for (r, v) in counts.into_iter().enumerate() {
                     match v {
                         Some(0) => {}

@@ -6,13 +6,13 @@ use std::path::Path;
 
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::types::Int64Type;
 use arrow_schema::{DataType as ArrowType, Schema};
 use medgan_sample::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::EvalError;
-use super::synthetic::{ColumnMatch, PATIENT_ID_COLUMN};
+use super::synthetic::{ColumnMatch, PATIENT_ID_COLUMN, integer_values};
 use crate::data::PatientMatrix;
 
 /// Column of the code strings in the long layout.
@@ -24,7 +24,7 @@ pub const COUNT_COLUMN: &str = "count";
 pub fn is_long_layout(schema: &Schema) -> bool {
     schema
         .field_with_name(CODE_COLUMN)
-        .is_ok_and(|field| matches!(field.data_type(), ArrowType::Utf8 | ArrowType::LargeUtf8))
+        .is_ok_and(|field| field.data_type() == &ArrowType::Utf8)
         && schema.field_with_name(PATIENT_ID_COLUMN).is_ok()
 }
 
@@ -84,17 +84,10 @@ pub fn read_long(
             other => return Err(bad(format!("`patient_id` is {other}, expected Int64"))),
         };
         let codes = arrow_array::cast::as_string_array(batch.column(code_field));
-        let counts: Option<Vec<Option<i64>>> = count_field.map(|f| {
-            let column = batch.column(f);
-            match column.data_type() {
-                ArrowType::Int32 => column
-                    .as_primitive::<Int32Type>()
-                    .iter()
-                    .map(|v| v.map(i64::from))
-                    .collect(),
-                _ => column.as_primitive::<Int64Type>().iter().collect(),
-            }
-        });
+        let counts = count_field
+            .map(|f| integer_values(batch.column(f).as_ref()))
+            .transpose()
+            .map_err(bad)?;
         for r in 0..batch.num_rows() {
             let at = row + r;
             let id = ids[r].ok_or_else(|| bad(format!("`patient_id` is null in row {at}")))?;
