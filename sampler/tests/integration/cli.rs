@@ -117,51 +117,18 @@ fn bad_input_fails_with_a_clear_message() {
         ],
         "the folder /nonexistent/dir does not exist",
     );
-    fails_with(
-        &[
-            "--model",
-            model,
-            "-n",
-            "5",
-            "--seed",
-            "1",
-            "-o",
-            out,
-            "--threshold",
-            "2",
-        ],
-        "threshold 2 is not a probability",
-    );
-    fails_with(
-        &[
-            "--model",
-            model,
-            "-n",
-            "5",
-            "--seed",
-            "1",
-            "-o",
-            out,
-            "--batch-size",
-            "0",
-        ],
-        "invalid value '0'",
-    );
-    fails_with(
-        &[
-            "--model",
-            model,
-            "-n",
-            "5",
-            "--seed",
-            "1",
-            "-o",
-            out,
-            "--ort-lib",
-            "/nonexistent/libonnxruntime.so",
-        ],
-        "library named by --ort-lib does not exist: /nonexistent/libonnxruntime.so",
-    );
+    // A good request, spoiled by one extra option each time.
+    let good = ["--model", model, "-n", "5", "--seed", "1", "-o", out];
+    for (extra, expected) in [
+        (["--threshold", "2"], "threshold 2 is not a probability"),
+        (["--batch-size", "0"], "invalid value '0'"),
+        (
+            ["--ort-lib", "/nonexistent/libonnxruntime.so"],
+            "library named by --ort-lib does not exist: /nonexistent/libonnxruntime.so",
+        ),
+    ] {
+        fails_with(&[&good[..], &extra[..]].concat(), expected);
+    }
     assert!(!Path::new(out).exists());
 
     let tampered = tempfile::tempdir().unwrap();

@@ -222,6 +222,15 @@ impl MedganModel {
     /// Every variable under its stable name, running statistics included.
     pub(crate) fn named_vars(&self) -> Vec<(String, Var)> {
         let mut vars = self.autoencoder_parameters();
+        vars.extend(self.generator_vars(true));
+        vars.extend(self.discriminator_parameters());
+        vars
+    }
+
+    /// The generator's linear weights and batch-norm scale and shift, block by block, with the
+    /// running statistics when `with_running_stats`.
+    fn generator_vars(&self, with_running_stats: bool) -> Vec<(String, Var)> {
+        let mut vars = Vec::new();
         for (i, block) in self.generator.blocks.iter().enumerate() {
             let prefix = format!("generator.blocks.{i}");
             vars.push((
@@ -230,16 +239,17 @@ impl MedganModel {
             ));
             vars.push((format!("{prefix}.bn.weight"), block.bn.weight.clone()));
             vars.push((format!("{prefix}.bn.bias"), block.bn.bias.clone()));
-            vars.push((
-                format!("{prefix}.bn.running_mean"),
-                block.bn.running_mean.clone(),
-            ));
-            vars.push((
-                format!("{prefix}.bn.running_var"),
-                block.bn.running_var.clone(),
-            ));
+            if with_running_stats {
+                vars.push((
+                    format!("{prefix}.bn.running_mean"),
+                    block.bn.running_mean.clone(),
+                ));
+                vars.push((
+                    format!("{prefix}.bn.running_var"),
+                    block.bn.running_var.clone(),
+                ));
+            }
         }
-        vars.extend(self.discriminator_parameters());
         vars
     }
 
@@ -257,16 +267,7 @@ impl MedganModel {
     /// What the generator loss updates: the generator's linear weights and batch-norm scale and
     /// shift (never the running statistics), and the decoder, as medGAN.
     pub(crate) fn generator_parameters(&self) -> Vec<(String, Var)> {
-        let mut vars = Vec::new();
-        for (i, block) in self.generator.blocks.iter().enumerate() {
-            let prefix = format!("generator.blocks.{i}");
-            vars.push((
-                format!("{prefix}.linear.weight"),
-                block.linear.weight.clone(),
-            ));
-            vars.push((format!("{prefix}.bn.weight"), block.bn.weight.clone()));
-            vars.push((format!("{prefix}.bn.bias"), block.bn.bias.clone()));
-        }
+        let mut vars = self.generator_vars(false);
         vars.extend(self.decoder_parameters());
         vars
     }
