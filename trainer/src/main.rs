@@ -81,6 +81,12 @@ struct TrainArgs {
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`)
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
     device: String,
+    /// CPU threads for the dense layers' matrix products [default: the machine's cores]
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Print where the time went, per phase and per part of a training step, at the end
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     overrides: ConfigOverrides,
     #[command(flatten)]
@@ -269,6 +275,12 @@ fn train_command(args: &TrainArgs, quiet: bool) -> anyhow::Result<()> {
         .validate()
         .context("invalid training configuration")?;
     let device = parse_device(&args.device)?;
+    let threads = match args.threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(threads) => threads,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    medgan_train::model::product::set_cpu_threads(threads);
     let bundle_dir = args
         .bundle
         .clone()
@@ -292,6 +304,9 @@ fn train_command(args: &TrainArgs, quiet: bool) -> anyhow::Result<()> {
         progress: !quiet,
     };
     let outcome = train::run(&data, &config, &options)?;
+    if args.profile {
+        eprint!("{}", outcome.profile.table());
+    }
     let record = RunRecord {
         command: shell_command_line(),
         source: args.input.input.display().to_string(),

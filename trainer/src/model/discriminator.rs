@@ -4,6 +4,7 @@ use candle_core::{Device, Result, Tensor};
 use rand_chacha::ChaCha8Rng;
 
 use super::layers::{Activation, Dense, add_rows, row_mean};
+use super::product::linear;
 use super::sparse::SparseRecords;
 
 /// ReLU layers on `[x, mean(x over the batch)]`, then one sigmoid unit.
@@ -33,46 +34,59 @@ impl Discriminator {
     /// which equals multiplying the concatenation but does the batch-mean half once per batch
     /// instead of once per row.
     pub(crate) fn forward(&self, records: &Tensor) -> Result<Tensor> {
-        self.forward_with(records, false)
+        self.forward_with(records, Learns::Everything)
     }
 
     /// [`Self::forward`] with the weights cut from the graph: gradients reach the records but
     /// no discriminator weight, which the generator's update never changes anyway.
     pub(crate) fn forward_frozen(&self, records: &Tensor) -> Result<Tensor> {
-        self.forward_with(records, true)
+        self.forward_with(records, Learns::Records)
     }
 
-    /// [`Self::forward`] for a sparse batch: `x W_x^T` gathers weight columns and the batch
+    /// [`Self::forward`] for records that are constants (generated ones, in the
+    /// discriminator's update): gradients reach the weights only.
+    pub(crate) fn forward_constant(&self, records: &Tensor) -> Result<Tensor> {
+        self.forward_with(records, Learns::Weights)
+    }
+
+    /// [`Self::forward`] for a sparse batch: `x W^T` gathers weight columns and the batch
     /// mean comes with the batch.
     pub(crate) fn forward_sparse(&self, records: &SparseRecords) -> Result<Tensor> {
         check_batch(records.rows())?;
         let n_features = records.width();
         let weight = self.layers[0].weight.as_tensor();
         let own = records.matmul_t(&weight.narrow(1, 0, n_features)?)?;
-        let shared = records
-            .column_mean()
-            .matmul(&weight.narrow(1, n_features, n_features)?.t()?)?;
-        self.after_first(add_rows(&own, &shared)?, false)
+        let shared = linear(
+            records.column_mean(),
+            &weight.narrow(1, n_features, n_features)?,
+        )?;
+        self.after_first(add_rows(&own, &shared)?, Learns::Weights)
     }
 
-    fn forward_with(&self, records: &Tensor, frozen: bool) -> Result<Tensor> {
+    fn forward_with(&self, records: &Tensor, learns: Learns) -> Result<Tensor> {
         let n_features = records.dim(1)?;
         check_batch(records.dim(0)?)?;
-        let (weight, _) = params(&self.layers[0], frozen);
-        let own = records.matmul(&weight.narrow(1, 0, n_features)?.t()?)?;
-        let mean = row_mean(records)?;
-        let shared = mean.matmul(&weight.narrow(1, n_features, n_features)?.t()?)?;
-        self.after_first(add_rows(&own, &shared)?, frozen)
+        let (weight, _) = params(&self.layers[0], learns);
+        let own_weight = weight.narrow(1, 0, n_features)?;
+        let mean_weight = weight.narrow(1, n_features, n_features)?;
+        // Constant records get no gradient; frozen weights came detached from `params`.
+        let records = match learns {
+            Learns::Weights => records.detach(),
+            Learns::Everything | Learns::Records => records.clone(),
+        };
+        let own = linear(&records, &own_weight)?;
+        let shared = linear(&row_mean(&records)?, &mean_weight)?;
+        self.after_first(add_rows(&own, &shared)?, learns)
     }
 
     /// The first layer's bias and activation, then the other layers.
-    fn after_first(&self, first: Tensor, frozen: bool) -> Result<Tensor> {
+    fn after_first(&self, first: Tensor, learns: Learns) -> Result<Tensor> {
         let mut xs = first;
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
-            let (weight, bias) = params(layer, frozen);
+            let (weight, bias) = params(layer, learns);
             if i > 0 {
-                xs = xs.matmul(&weight.t()?)?;
+                xs = linear(&xs, &weight)?;
             }
             if let Some(bias) = bias {
                 xs = add_rows(&xs, &bias)?;
@@ -88,6 +102,16 @@ impl Discriminator {
     }
 }
 
+/// Which side of the discriminator's products a backward pass needs gradients for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Learns {
+    Everything,
+    /// The records are constants: weights only.
+    Weights,
+    /// The weights are frozen: records only.
+    Records,
+}
+
 fn check_batch(batch: usize) -> Result<()> {
     if batch < 2 {
         return Err(candle_core::Error::Msg(format!(
@@ -97,10 +121,10 @@ fn check_batch(batch: usize) -> Result<()> {
     Ok(())
 }
 
-/// A layer's weight and bias, tracked by autograd or (`frozen`) detached from it.
-fn params(layer: &Dense, frozen: bool) -> (Tensor, Option<Tensor>) {
+/// A layer's weight and bias, tracked by autograd or, when frozen, detached from it.
+fn params(layer: &Dense, learns: Learns) -> (Tensor, Option<Tensor>) {
     let pick = |var: &candle_core::Var| {
-        if frozen {
+        if learns == Learns::Records {
             var.as_detached_tensor()
         } else {
             var.as_tensor().clone()
@@ -157,6 +181,10 @@ mod tests {
             .to_vec1::<f32>()
             .unwrap();
         assert_eq!(frozen, got);
+        let constant = disc.forward_constant(&records).unwrap();
+        for (g, c) in got.iter().zip(constant.to_vec1::<f32>().unwrap()) {
+            assert!((g - c).abs() < 1e-6, "{got:?} vs {constant}");
+        }
         let rows: [(&[u32], &[u32]); 3] = [(&[0, 2], &[1, 1]), (&[2], &[1]), (&[0, 1], &[1, 1])];
         let sparse = SparseRecords::new(rows, 3, &device).unwrap();
         let from_sparse = disc
@@ -170,7 +198,7 @@ mod tests {
     }
 
     #[test]
-    fn frozen_weights_get_no_gradient_but_records_do() {
+    fn frozen_weights_and_constant_records_get_no_gradient() {
         let device = Device::Cpu;
         let mut rng = ChaCha8Rng::seed_from_u64(8);
         let disc = Discriminator::new(3, &[4], &mut rng, &device).unwrap();
@@ -190,10 +218,28 @@ mod tests {
             .unwrap()
             .backward()
             .unwrap();
+        let constant = disc
+            .forward_constant(&records)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         for layer in &disc.layers {
             assert!(tracked.get(&layer.weight).is_some());
             assert!(frozen.get(&layer.weight).is_none());
+            // Constant records: the same weight gradients as the full graph.
+            let want = tracked.get(&layer.weight).unwrap();
+            let got = constant.get(&layer.weight).unwrap();
+            let diff = (want - got).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(diff.to_scalar::<f32>().unwrap() < 1e-6);
+            let (want, got) = (layer.bias.as_ref().unwrap(), layer.bias.as_ref().unwrap());
+            assert_eq!(
+                tracked.get(want).unwrap().to_vec1::<f32>().unwrap(),
+                constant.get(got).unwrap().to_vec1::<f32>().unwrap()
+            );
         }
+        assert!(constant.get(&records).is_none());
         assert_eq!(
             tracked.get(&records).unwrap().to_vec2::<f32>().unwrap(),
             frozen.get(&records).unwrap().to_vec2::<f32>().unwrap()

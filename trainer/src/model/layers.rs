@@ -120,7 +120,7 @@ impl Dense {
     }
 
     pub(crate) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let ys = xs.matmul(&self.weight.t()?)?;
+        let ys = super::product::linear(xs, &self.weight)?;
         match &self.bias {
             Some(bias) => add_rows(&ys, bias),
             None => Ok(ys),

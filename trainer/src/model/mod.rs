@@ -5,6 +5,7 @@ pub(crate) mod autoencoder;
 pub(crate) mod discriminator;
 pub(crate) mod generator;
 pub(crate) mod layers;
+pub mod product;
 pub mod sparse;
 
 use std::collections::{BTreeMap, HashMap};

@@ -24,41 +24,64 @@ pub(crate) fn run_epoch(
     buffer: &mut Vec<f32>,
 ) -> Result<AutoencoderEpochStats, TrainError> {
     let started = Instant::now();
-    let device = state.model.device().clone();
     let mut order: Vec<usize> = (0..train.n_patients()).collect();
     order.shuffle(&mut state.rng);
     let mut loss_sum = 0.0f64;
     let mut batches = 0usize;
     for (step, rows) in order.chunks(batch_size).enumerate() {
-        let records = batch::dense(train, rows, buffer, &device)?;
-        let loss = if batch::use_sparse(&device) {
-            let sparse = batch::sparse(train, rows, &device)?;
-            let autoencoder = &state.model.autoencoder;
-            autoencoder
-                .reconstruction_loss_per_row_sparse(&sparse, &records)?
-                .mean_all()?
-        } else {
-            state.model.autoencoder.reconstruction_loss(&records)?
-        };
-        let value = finite(
-            loss.to_scalar::<f32>()?,
-            Phase::Autoencoder,
-            epoch,
-            step + 1,
-            "reconstruction",
-        )?;
-        let grads = loss.backward()?;
-        state.autoencoder_optimiser.step(&grads)?;
+        let value = autoencoder_step(state, train, rows, buffer)?;
+        let value = finite(value, Phase::Autoencoder, epoch, step + 1, "reconstruction")?;
         loss_sum += value as f64;
         batches += 1;
     }
-    let validation_loss = validation_loss(&state.model, holdout, buffer)?;
+    let started_validation = Instant::now();
+    let validation_loss = validation_loss(&state.model, holdout, buffer);
+    let validation_time = started_validation.elapsed();
+    state
+        .profile
+        .add("autoencoder: validation", validation_time);
+    let validation_loss = validation_loss?;
     Ok(AutoencoderEpochStats {
         epoch,
         loss: loss_sum / batches.max(1) as f64,
         validation_loss,
         duration: started.elapsed(),
     })
+}
+
+/// One Adam step on the reconstruction loss of the training patients `rows`; returns the loss.
+pub(crate) fn autoencoder_step(
+    state: &mut TrainingState,
+    train: &PatientMatrix,
+    rows: &[usize],
+    buffer: &mut Vec<f32>,
+) -> candle_core::Result<f32> {
+    let TrainingState { model, profile, .. } = state;
+    let device = model.device().clone();
+    let (records, sparse) = profile.time("autoencoder: batch", || {
+        let records = batch::dense(train, rows, buffer, &device)?;
+        let sparse = batch::use_sparse(&device)
+            .then(|| batch::sparse(train, rows, &device))
+            .transpose()?;
+        Ok::<_, candle_core::Error>((records, sparse))
+    })?;
+    let (loss, value) = profile.time("autoencoder: forward and loss", || {
+        let autoencoder = &model.autoencoder;
+        let loss = match &sparse {
+            Some(sparse) => autoencoder
+                .reconstruction_loss_per_row_sparse(sparse, &records)?
+                .mean_all()?,
+            None => autoencoder.reconstruction_loss(&records)?,
+        };
+        let value = loss.to_scalar::<f32>()?;
+        Ok::<_, candle_core::Error>((loss, value))
+    })?;
+    let grads = profile.time("autoencoder: backward", || loss.backward())?;
+    let optimiser = &mut state.autoencoder_optimiser;
+    state
+        .profile
+        .time("autoencoder: adam", || optimiser.step(&grads))?;
+    Ok(value)
 }
 
 /// Mean reconstruction loss over every held-out patient (medGAN averages batch losses over

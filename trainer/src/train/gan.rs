@@ -2,13 +2,14 @@
 
 use std::time::Instant;
 
-use candle_core::{Result as CandleResult, Tensor};
+use candle_core::{Device, Result as CandleResult, Tensor};
 use rand::seq::index;
 
 use super::batch as batches;
 use super::metrics::{discriminator_accuracy, discriminator_auc};
 use super::{GanEpochStats, Phase, TrainError, TrainingState, finite};
 use crate::data::PatientMatrix;
+use crate::model::SparseRecords;
 use crate::model::autoencoder::LOG_EPS;
 use crate::model::layers::normal_tensor;
 
@@ -34,10 +35,6 @@ pub(crate) fn generator_loss(fake: &Tensor) -> CandleResult<Tensor> {
 /// `ceil(n_train / batch)` steps; each step takes `discriminator_steps` discriminator updates,
 /// each on a fresh batch drawn without replacement (`np.random.choice(replace=False)`), then
 /// `generator_steps` generator updates.
-///
-/// As in medGAN, the discriminator sees generated records with the generator's batch norm in
-/// inference mode (running statistics, `bn_train: False`), while generator updates run it in
-/// training mode, which also moves the running statistics.
 pub(crate) fn run_epoch(
     state: &mut TrainingState,
     train: &PatientMatrix,
@@ -54,49 +51,34 @@ pub(crate) fn run_epoch(
     let (mut d_sum, mut d_count, mut g_sum, mut g_count) = (0.0f64, 0usize, 0.0f64, 0usize);
     for step in 1..=steps {
         for _ in 0..settings.discriminator_steps {
-            let rows = index::sample(&mut state.rng, train.n_patients(), batch).into_vec();
-            let real_scores = if batches::use_sparse(&device) {
-                let real = batches::sparse(train, &rows, &device)?;
-                state.model.discriminator.forward_sparse(&real)?
-            } else {
-                state
-                    .model
-                    .discriminate(&batches::dense(train, &rows, buffer, &device)?)?
-            };
-            let noise = normal_tensor(&mut state.rng, batch, noise_dim, &device)?;
-            let fake = state.model.sample(&noise)?.detach();
-            let loss = discriminator_loss(&real_scores, &state.model.discriminate(&fake)?)?;
-            let value = finite(
-                loss.to_scalar::<f32>()?,
-                Phase::Gan,
-                epoch,
-                step,
-                "discriminator",
-            )?;
-            state.discriminator_optimiser.step(&loss.backward()?)?;
+            let real = state.profile.time("gan: real batch", || {
+                let rows = index::sample(&mut state.rng, train.n_patients(), batch).into_vec();
+                RealBatch::new(train, &rows, buffer, &device)
+            })?;
+            let noise = state.profile.time("gan: noise", || {
+                normal_tensor(&mut state.rng, batch, noise_dim, &device)
+            })?;
+            let value = discriminator_step(state, &real, &noise)?;
+            let value = finite(value, Phase::Gan, epoch, step, "discriminator")?;
             d_sum += value as f64;
             d_count += 1;
         }
         for _ in 0..settings.generator_steps {
-            let noise = normal_tensor(&mut state.rng, batch, noise_dim, &device)?;
-            let fake = state
-                .model
-                .decode(&state.model.generate_embedding(&noise, true)?)?;
-            // The generator's loss trains no discriminator weight: cut them from the graph.
-            let loss = generator_loss(&state.model.discriminator.forward_frozen(&fake)?)?;
-            let value = finite(
-                loss.to_scalar::<f32>()?,
-                Phase::Gan,
-                epoch,
-                step,
-                "generator",
-            )?;
-            state.generator_optimiser.step(&loss.backward()?)?;
+            let noise = state.profile.time("gan: noise", || {
+                normal_tensor(&mut state.rng, batch, noise_dim, &device)
+            })?;
+            let value = generator_step(state, &noise)?;
+            let value = finite(value, Phase::Gan, epoch, step, "generator")?;
             g_sum += value as f64;
             g_count += 1;
         }
     }
-    let (validation_accuracy, validation_auc) = validate(state, holdout, batch, buffer)?;
+    let (validation_accuracy, validation_auc) = {
+        let started = Instant::now();
+        let scores = validate(state, holdout, batch, buffer);
+        state.profile.add("gan: validation", started.elapsed());
+        scores?
+    };
     Ok(GanEpochStats {
         epoch,
         discriminator_loss: d_sum / d_count.max(1) as f64,
@@ -105,6 +87,86 @@ pub(crate) fn run_epoch(
         validation_auc,
         duration: started.elapsed(),
     })
+}
+
+/// A batch of real records in the form the device's first layer reads.
+pub(crate) enum RealBatch {
+    /// On the CPU the discriminator gathers weight columns for each patient's codes.
+    Sparse(SparseRecords),
+    Dense(Tensor),
+}
+
+impl RealBatch {
+    pub(crate) fn new(
+        matrix: &PatientMatrix,
+        rows: &[usize],
+        buffer: &mut Vec<f32>,
+        device: &Device,
+    ) -> CandleResult<Self> {
+        Ok(if batches::use_sparse(device) {
+            Self::Sparse(batches::sparse(matrix, rows, device)?)
+        } else {
+            Self::Dense(batches::dense(matrix, rows, buffer, device)?)
+        })
+    }
+}
+
+/// One discriminator update on `real` against records generated from `noise`; returns the loss.
+///
+/// As in medGAN, the discriminator sees generated records with the generator's batch norm in
+/// inference mode (running statistics, `bn_train: False`).
+pub(crate) fn discriminator_step(
+    state: &mut TrainingState,
+    real: &RealBatch,
+    noise: &Tensor,
+) -> CandleResult<f32> {
+    let TrainingState { model, profile, .. } = state;
+    let real_scores = profile.time("gan: discriminator forward, real", || match real {
+        RealBatch::Sparse(records) => model.discriminator.forward_sparse(records),
+        RealBatch::Dense(records) => model.discriminator.forward_constant(records),
+    })?;
+    let fake = profile.time("gan: generate (discriminator step)", || {
+        Ok::<_, candle_core::Error>(model.sample(noise)?.detach())
+    })?;
+    let fake_scores = profile.time("gan: discriminator forward, generated", || {
+        model.discriminator.forward_constant(&fake)
+    })?;
+    let (loss, value) = profile.time("gan: discriminator loss", || {
+        let loss = discriminator_loss(&real_scores, &fake_scores)?;
+        let value = loss.to_scalar::<f32>()?;
+        Ok::<_, candle_core::Error>((loss, value))
+    })?;
+    let grads = profile.time("gan: discriminator backward", || loss.backward())?;
+    let optimiser = &mut state.discriminator_optimiser;
+    state
+        .profile
+        .time("gan: discriminator adam", || optimiser.step(&grads))?;
+    Ok(value)
+}
+
+/// One generator (and decoder) update on records generated from `noise`; returns the loss.
+///
+/// The generator's batch norm runs in training mode, which also moves its running statistics.
+pub(crate) fn generator_step(state: &mut TrainingState, noise: &Tensor) -> CandleResult<f32> {
+    let TrainingState { model, profile, .. } = state;
+    let fake = profile.time("gan: generate (generator step)", || {
+        model.decode(&model.generate_embedding(noise, true)?)
+    })?;
+    // The generator's loss trains no discriminator weight: cut them from the graph.
+    let scores = profile.time("gan: discriminator forward (generator step)", || {
+        model.discriminator.forward_frozen(&fake)
+    })?;
+    let (loss, value) = profile.time("gan: generator loss", || {
+        let loss = generator_loss(&scores)?;
+        let value = loss.to_scalar::<f32>()?;
+        Ok::<_, candle_core::Error>((loss, value))
+    })?;
+    let grads = profile.time("gan: generator backward", || loss.backward())?;
+    let optimiser = &mut state.generator_optimiser;
+    state
+        .profile
+        .time("gan: generator adam", || optimiser.step(&grads))?;
+    Ok(value)
 }
 
 /// Scores every held-out patient against as many generated records, batch by batch (the

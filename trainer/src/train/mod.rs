@@ -11,7 +11,9 @@ mod device;
 mod gan;
 pub mod metrics;
 mod optim;
+pub mod profile;
 pub mod quality;
+mod trace;
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -29,8 +31,10 @@ use crate::model::{MedganModel, ModelError};
 
 pub use checkpoint::latest_checkpoint;
 pub use device::{DeviceError, parse_device};
+pub use profile::{Profile, ProfilePart};
 use quality::QualityProbe;
 pub use quality::{QUALITY_FILE, QualityPoint};
+pub use trace::write_trace;
 
 /// File name of the held-out (validation) patients inside the run folder.
 pub const HOLDOUT_FILE: &str = "holdout.medgan.safetensors";
@@ -119,6 +123,8 @@ pub struct TrainOutcome {
     /// The epochs this run trained (not those of a resumed run).
     pub autoencoder_history: Vec<AutoencoderEpochStats>,
     pub gan_history: Vec<GanEpochStats>,
+    /// Where this run's time went, per phase and part of a step.
+    pub profile: Profile,
 }
 
 /// Why training could not run or stopped.
@@ -165,6 +171,8 @@ pub(crate) struct TrainingState {
     pub(crate) gan_epochs: usize,
     pub(crate) autoencoder_time: Duration,
     pub(crate) gan_time: Duration,
+    /// Time per part of a step in this run (not in a run it resumed).
+    pub(crate) profile: Profile,
 }
 
 impl TrainingState {
@@ -182,6 +190,7 @@ impl TrainingState {
             gan_epochs: 0,
             autoencoder_time: Duration::ZERO,
             gan_time: Duration::ZERO,
+            profile: Profile::default(),
         })
     }
 }
@@ -334,6 +343,7 @@ pub fn run(
         holdout_patients: holdout.n_patients(),
         autoencoder_history,
         gan_history,
+        profile: state.profile,
     })
 }
 

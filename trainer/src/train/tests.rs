@@ -10,7 +10,12 @@ use rand::{RngExt, SeedableRng};
 use super::*;
 
 /// Two groups of patients with different typical codes, so there is something to learn.
-fn synthetic(patients: usize, codes: usize, data_type: DataType, seed: u64) -> PatientMatrix {
+pub(crate) fn synthetic(
+    patients: usize,
+    codes: usize,
+    data_type: DataType,
+    seed: u64,
+) -> PatientMatrix {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut indptr, mut indices, mut values) = (vec![0u64], Vec::new(), Vec::new());
     for patient in 0..patients {

@@ -1,0 +1,136 @@
+//! Training benchmark: epoch times, peak memory and the per-part profile of a short medGAN run
+//! on a real dataset (UCI Diabetes by default), as one JSON line on stdout for
+//! `trainer/bench/run.sh`, which sets them beside the PyTorch reference.
+//!
+//! `cargo run --release -p medgan-train --example bench_train -- --ae-epochs 2 --gan-epochs 2`;
+//! `--trace FILE` instead records a few steps for the reference to replay. The datasets come
+//! from `$MEDGAN_DATA_DIR` (default `../shared/data`).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use medgan_train::config::TrainConfig;
+use medgan_train::data::{EmptyPatients, InputArgs, PatientMatrix, load_input};
+use medgan_train::train::{RunOptions, parse_device, run, write_trace};
+
+/// As in the `medgan-train` binary: candle allocates fresh tensors at every step, and glibc's
+/// allocator hands large ones back to the kernel and faults in zeroed pages each time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+struct Args {
+    /// `uci` (UCI Diabetes, 71,517 x 915) or `mimic` (the MIMIC-III demo).
+    #[arg(long, default_value = "uci")]
+    dataset: String,
+    #[arg(long, default_value_t = 2)]
+    ae_epochs: usize,
+    #[arg(long, default_value_t = 2)]
+    gan_epochs: usize,
+    /// CPU threads for the dense layers' matrix products.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// `cpu` or `cuda[:N]`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Keep the run folder here (the PyTorch reference reads its training split).
+    #[arg(long)]
+    keep: Option<PathBuf>,
+    /// Write a trace of 20 autoencoder steps and 4 GAN steps here instead of timing epochs.
+    #[arg(long)]
+    trace: Option<PathBuf>,
+}
+
+/// One of the shared datasets, read by the trainer's own data module.
+fn load(which: &str) -> anyhow::Result<PatientMatrix> {
+    let dir = medgan_train::data::data_dir();
+    let mut args = match which {
+        "uci" => {
+            let mut args = InputArgs::for_input(dir.join("uci-diabetes-130-us/diabetic_data.csv"));
+            args.patient_col = Some("patient_nbr".into());
+            args.code_col = vec!["diag_1".into(), "diag_2".into(), "diag_3".into()];
+            args.missing = vec!["?".into()];
+            args
+        }
+        "mimic" => InputArgs::for_input(dir.join("mimic-iii-demo")),
+        other => anyhow::bail!("unknown dataset `{other}`: expected `uci` or `mimic`"),
+    };
+    args.empty_patients = EmptyPatients::Drop;
+    Ok(load_input(&args)?.0)
+}
+
+/// Peak resident memory of this process so far, in MiB (`VmHWM`), where Linux reports it.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    // candle's own CPU products (the few the dense layers do not route through
+    // `model::product`) size their rayon parallelism from RAYON_NUM_THREADS; one thread, as
+    // in the `medgan-train` binary.
+    // SAFETY: before any other thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var("RAYON_NUM_THREADS", "1")
+    };
+    medgan_train::model::product::set_cpu_threads(args.threads);
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let data = load(&args.dataset)?;
+    let device = parse_device(&args.device)?;
+    let mut config = TrainConfig::default();
+    if let Some(path) = &args.trace {
+        write_trace(&data, &config, &device, path, 20, 4)?;
+        eprintln!("trace written to {}", path.display());
+        return Ok(());
+    }
+    config.autoencoder.epochs = args.ae_epochs;
+    config.training.epochs = args.gan_epochs;
+    config.training.checkpoint_every = 0;
+    config.training.quality_every = 0;
+    let scratch = tempfile::tempdir()?;
+    let run_dir = args.keep.clone().unwrap_or_else(|| scratch.path().into());
+    let options = RunOptions {
+        run_dir: run_dir.clone(),
+        device,
+        resume: None,
+        progress: false,
+    };
+    let outcome = run(&data, &config, &options)?;
+    eprint!("{}", outcome.profile.table());
+    let seconds = |d: std::time::Duration| d.as_secs_f64();
+    let profile: Vec<_> = outcome
+        .profile
+        .parts()
+        .iter()
+        .map(|part| {
+            serde_json::json!({
+                "label": part.label,
+                "total_s": seconds(part.total),
+                "calls": part.calls,
+            })
+        })
+        .collect();
+    let report = serde_json::json!({
+        "implementation": "medgan-train (candle)",
+        "dataset": args.dataset,
+        "patients": data.n_patients(),
+        "codes": data.n_codes(),
+        "train_patients": outcome.train_patients,
+        "threads": args.threads,
+        "autoencoder_epoch_s": outcome.autoencoder_history.iter()
+            .map(|e| seconds(e.duration)).collect::<Vec<_>>(),
+        "gan_epoch_s": outcome.gan_history.iter()
+            .map(|e| seconds(e.duration)).collect::<Vec<_>>(),
+        "peak_rss_mb": peak_rss_mib(),
+        "run_dir": args.keep.as_ref().map(|p| p.display().to_string()),
+        "profile": profile,
+    });
+    println!("{report}");
+    Ok(())
+}

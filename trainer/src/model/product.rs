@@ -1,0 +1,331 @@
+//! Matrix products of the dense layers on the CPU: `x W^T` with a backward pass that computes
+//! only the gradients the graph needs, spread over a fixed number of threads.
+//!
+//! candle's own product computes the gradient of both sides in its backward pass, even of a
+//! detached tensor that can never use it. Two of medGAN's largest products have one side fixed:
+//! the discriminator update reads generated records that are constants there, and the
+//! generator update runs the discriminator with frozen weights. [`linear`] skips the gradient
+//! of a side that does not track one, and splits each product's output rows between threads
+//! that block rather than spin, so a busy machine slows it down gracefully.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+
+/// Threads each CPU product may use; see [`set_cpu_threads`].
+static CPU_THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// Below this many multiply-adds a product stays on one thread: spawning costs more.
+const MIN_WORK_PER_THREAD: usize = 1 << 21;
+
+/// Sets how many threads each CPU product uses (at least one). Products split their output
+/// rows, and every output value is summed in the same order whatever the count, so the
+/// results do not depend on it.
+pub fn set_cpu_threads(threads: usize) {
+    CPU_THREADS.store(threads.max(1), Ordering::Relaxed);
+}
+
+/// `x W^T` for `x` `[rows, in]` and `weight` `[out, in]` (views are fine), differentiable in
+/// whichever of the two tracks a gradient.
+pub fn linear(xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    if !xs.device().is_cpu() {
+        return xs.matmul(&weight.t()?);
+    }
+    xs.apply_op2(weight, Linear)
+}
+
+/// `op(a) op(b)` without a backward pass, `op` transposing where asked.
+fn product(a: &Tensor, b: &Tensor, transpose_a: bool, transpose_b: bool) -> Result<Tensor> {
+    a.apply_op2_no_bwd(
+        b,
+        &Product {
+            transpose_a,
+            transpose_b,
+        },
+    )
+}
+
+/// `x W^T`, with the gradients of the sides that track one.
+struct Linear;
+
+impl CustomOp2 for Linear {
+    fn name(&self) -> &'static str {
+        "medgan-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xs_layout: &Layout,
+        weight: &CpuStorage,
+        weight_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        multiply(
+            Operand::new(xs, xs_layout, false)?,
+            Operand::new(weight, weight_layout, true)?,
+        )
+    }
+
+    /// `d/dx = g W` and `d/dW = g^T x`, each only when that side can use it.
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad_xs = xs
+            .track_op()
+            .then(|| product(grad, weight, false, false))
+            .transpose()?;
+        let grad_weight = weight
+            .track_op()
+            .then(|| product(grad, xs, true, false))
+            .transpose()?;
+        Ok((grad_xs, grad_weight))
+    }
+}
+
+/// `op(a) op(b)`, the plain product behind [`Linear`] and its gradients.
+struct Product {
+    transpose_a: bool,
+    transpose_b: bool,
+}
+
+impl CustomOp2 for Product {
+    fn name(&self) -> &'static str {
+        "medgan-product"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &CpuStorage,
+        a_layout: &Layout,
+        b: &CpuStorage,
+        b_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        multiply(
+            Operand::new(a, a_layout, self.transpose_a)?,
+            Operand::new(b, b_layout, self.transpose_b)?,
+        )
+    }
+}
+
+/// A matrix read from a strided f32 storage, possibly transposed.
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    values: &'a [f32],
+    offset: usize,
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Operand<'a> {
+    fn new(storage: &'a CpuStorage, layout: &Layout, transpose: bool) -> Result<Self> {
+        let values = storage.as_slice::<f32>()?;
+        let (&[rows, cols], &[row_stride, col_stride]) = (layout.dims(), layout.stride()) else {
+            candle_core::bail!(
+                "a product operand must be a matrix, got {:?}",
+                layout.dims()
+            );
+        };
+        let operand = Self {
+            values,
+            offset: layout.start_offset(),
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        };
+        // The last element read must lie inside the storage (the product reads no other).
+        if rows > 0 && cols > 0 {
+            let last = operand.offset + (rows - 1) * row_stride + (cols - 1) * col_stride;
+            if last >= values.len() {
+                candle_core::bail!("a product operand's layout reaches past its storage");
+            }
+        }
+        Ok(if transpose {
+            Self {
+                rows: cols,
+                cols: rows,
+                row_stride: col_stride,
+                col_stride: row_stride,
+                ..operand
+            }
+        } else {
+            operand
+        })
+    }
+
+    /// Rows `start..start + count` of this matrix.
+    fn rows_from(self, start: usize, count: usize) -> Self {
+        Self {
+            offset: self.offset + start * self.row_stride,
+            rows: count,
+            ..self
+        }
+    }
+}
+
+/// `a b` into a new row-major storage, the rows of the result split between threads.
+fn multiply(a: Operand<'_>, b: Operand<'_>) -> Result<(CpuStorage, Shape)> {
+    if a.cols != b.rows {
+        candle_core::bail!(
+            "cannot multiply a {}x{} matrix by a {}x{} one",
+            a.rows,
+            a.cols,
+            b.rows,
+            b.cols
+        );
+    }
+    let (m, n) = (a.rows, b.cols);
+    let mut out = vec![0f32; m * n];
+    let work = m * n * a.cols;
+    let threads = CPU_THREADS
+        .load(Ordering::Relaxed)
+        .min(work / MIN_WORK_PER_THREAD)
+        .clamp(1, m.max(1));
+    if threads == 1 || n == 0 {
+        multiply_into(a, b, &mut out);
+    } else {
+        let rows_per_thread = m.div_ceil(threads);
+        std::thread::scope(|scope| {
+            let mut chunks = out.chunks_mut(rows_per_thread * n).enumerate();
+            let first = chunks.next();
+            for (i, chunk) in chunks {
+                let rows = a.rows_from(i * rows_per_thread, chunk.len() / n);
+                scope.spawn(move || multiply_into(rows, b, chunk));
+            }
+            if let Some((_, chunk)) = first {
+                multiply_into(a.rows_from(0, chunk.len() / n), b, chunk);
+            }
+        });
+    }
+    Ok((CpuStorage::F32(out), Shape::from((m, n))))
+}
+
+/// `a b` written into `out`, row-major `[a.rows, b.cols]`, on the calling thread.
+#[allow(unsafe_code)]
+fn multiply_into(a: Operand<'_>, b: Operand<'_>, out: &mut [f32]) {
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    assert!(
+        out.len() == m * n && b.rows == k,
+        "product shapes checked by the caller"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        out.fill(0.0);
+        return;
+    }
+    // SAFETY: `Operand::new` checked that every element `offset + i * row_stride + j *
+    // col_stride` for `i < rows, j < cols` lies inside `values` (and `rows_from` only narrows
+    // the rows), so gemm reads inside both slices; it writes `m x n` row-major values into
+    // `out`, which holds exactly that many, borrowed mutably and alone. With `read_dst` false
+    // the destination is written, never read.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.values.as_ptr().add(a.offset),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.values.as_ptr().add(b.offset),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    fn close(a: &Tensor, b: &Tensor) {
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        let diff = diff.to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-5, "max difference {diff}");
+    }
+
+    /// Values and gradients equal candle's product, on a strided view of a weight, and a side
+    /// that tracks nothing gets no gradient.
+    #[test]
+    fn linear_matches_candle_product_and_its_gradients() {
+        let device = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let wide = super::super::layers::normal_tensor(&mut rng, 5, 14, &device).unwrap();
+        let wide = Var::from_tensor(&wide).unwrap();
+        let xs = super::super::layers::normal_tensor(&mut rng, 6, 7, &device).unwrap();
+        let xs = Var::from_tensor(&xs).unwrap();
+        let weight = wide.narrow(1, 7, 7).unwrap();
+        let loss = |ys: &Tensor| ys.tanh().unwrap().sqr().unwrap().sum_all().unwrap();
+
+        let want = xs.matmul(&weight.t().unwrap()).unwrap();
+        let want_grads = loss(&want).backward().unwrap();
+        let got = linear(&xs, &weight).unwrap();
+        close(&got, &want);
+        let grads = loss(&got).backward().unwrap();
+        close(grads.get(&xs).unwrap(), want_grads.get(&xs).unwrap());
+        close(grads.get(&wide).unwrap(), want_grads.get(&wide).unwrap());
+
+        let frozen = loss(&linear(&xs, &weight.detach()).unwrap())
+            .backward()
+            .unwrap();
+        close(frozen.get(&xs).unwrap(), want_grads.get(&xs).unwrap());
+        assert!(frozen.get(&wide).is_none());
+        let constant = loss(&linear(&xs.detach(), &weight).unwrap())
+            .backward()
+            .unwrap();
+        close(constant.get(&wide).unwrap(), want_grads.get(&wide).unwrap());
+        assert!(constant.get(&xs).is_none());
+    }
+
+    /// Splitting rows between threads gives the same bits as one thread.
+    #[test]
+    fn thread_count_does_not_change_results() {
+        let device = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let xs = super::super::layers::normal_tensor(&mut rng, 301, 190, &device).unwrap();
+        let weight = super::super::layers::normal_tensor(&mut rng, 97, 190, &device).unwrap();
+        let single = {
+            let (a, b) = (xs.storage_and_layout(), weight.storage_and_layout());
+            let (candle_core::Storage::Cpu(sa), candle_core::Storage::Cpu(sb)) = (&*a.0, &*b.0)
+            else {
+                panic!("cpu tensors")
+            };
+            let a = Operand::new(sa, a.1, false).unwrap();
+            let b = Operand::new(sb, b.1, true).unwrap();
+            let mut out = vec![0f32; 301 * 97];
+            multiply_into(a, b, &mut out);
+            out
+        };
+        set_cpu_threads(3);
+        // 301 x 97 x 190 is above the per-thread minimum, so this splits.
+        const { assert!(301 * 97 * 190 / MIN_WORK_PER_THREAD >= 2) };
+        let split = linear(&xs, &weight).unwrap();
+        set_cpu_threads(1);
+        let split: Vec<f32> = split.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(split, single);
+        close(
+            &Tensor::from_vec(split, (301, 97), &device).unwrap(),
+            &xs.matmul(&weight.t().unwrap()).unwrap(),
+        );
+    }
+}
