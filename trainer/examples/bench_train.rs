@@ -68,6 +68,7 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn main() -> anyhow::Result<()> {
+    medgan_train::allocator::keep_freed_pages();
     let args = Args::parse();
     // candle's own CPU products (the few the dense layers do not route through
     // `model::product`) size their rayon parallelism from RAYON_NUM_THREADS; one thread, as

@@ -1,5 +1,6 @@
 //! medGAN training: read patient data, train with candle, export and evaluate model bundles.
 
+pub mod allocator;
 pub mod atomic_file;
 pub mod config;
 pub mod data;

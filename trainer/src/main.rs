@@ -201,6 +201,7 @@ struct ExportArgs {
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    medgan_train::allocator::keep_freed_pages();
     // candle's CPU matmul sizes its rayon parallelism from RAYON_NUM_THREADS and otherwise
     // reads /proc/cpuinfo on every product; one thread is fastest for medGAN's small products
     // (two threads spin against each other and collapse under load).

@@ -4,6 +4,7 @@ use candle_core::{Device, Result, Tensor};
 use medgan_sample::DataType;
 use rand_chacha::ChaCha8Rng;
 
+use super::cross_entropy::sigmoid_cross_entropy;
 use super::layers::{Activation, Dense, add_rows};
 use super::sparse::SparseRecords;
 
@@ -105,8 +106,25 @@ impl Autoencoder {
         records: &SparseRecords,
         dense: &Tensor,
     ) -> Result<Tensor> {
-        let reconstructed = self.decode(&self.encode_sparse(records)?)?;
-        per_row_loss(self.data_type, dense, &reconstructed)
+        let embedding = self.encode_sparse(records)?;
+        match self.data_type {
+            // The output sigmoid and the loss in one pass (see `cross_entropy`).
+            DataType::Binary => sigmoid_cross_entropy(&self.decode_logits(&embedding)?, dense),
+            DataType::Count => per_row_loss(self.data_type, dense, &self.decode(&embedding)?),
+        }
+    }
+
+    /// [`Self::decode`] without the last layer's activation.
+    fn decode_logits(&self, embedding: &Tensor) -> Result<Tensor> {
+        let mut xs = embedding.clone();
+        let last = self.decoder.len() - 1;
+        for (i, layer) in self.decoder.iter().enumerate() {
+            xs = layer.forward(&xs)?;
+            if i < last {
+                xs = self.hidden.apply(&xs)?;
+            }
+        }
+        Ok(xs)
     }
 
     /// Batch loss as medGAN: the mean over records of [`Self::reconstruction_loss_per_row`].

@@ -56,17 +56,16 @@ impl Discriminator {
         let n_features = records.width();
         let weight = self.layers[0].weight.as_tensor();
         let own = records.matmul_t(&weight.narrow(1, 0, n_features)?)?;
-        let shared = linear(
-            records.column_mean(),
-            &weight.narrow(1, n_features, n_features)?,
-        )?;
+        let mean_weight = weight.narrow(1, n_features, n_features)?;
+        let bias = self.layers[0].bias.as_ref().map(|bias| bias.as_tensor());
+        let shared = linear(records.column_mean(), &mean_weight, bias)?;
         self.after_first(add_rows(&own, &shared)?, Learns::Weights)
     }
 
     fn forward_with(&self, records: &Tensor, learns: Learns) -> Result<Tensor> {
         let n_features = records.dim(1)?;
         check_batch(records.dim(0)?)?;
-        let (weight, _) = params(&self.layers[0], learns);
+        let (weight, bias) = params(&self.layers[0], learns);
         let own_weight = weight.narrow(1, 0, n_features)?;
         let mean_weight = weight.narrow(1, n_features, n_features)?;
         // Constant records get no gradient; frozen weights came detached from `params`.
@@ -74,22 +73,20 @@ impl Discriminator {
             Learns::Weights => records.detach(),
             Learns::Everything | Learns::Records => records.clone(),
         };
-        let own = linear(&records, &own_weight)?;
-        let shared = linear(&row_mean(&records)?, &mean_weight)?;
+        let own = linear(&records, &own_weight, None)?;
+        // The batch-mean half and the bias are one row, added to every row's own half.
+        let shared = linear(&row_mean(&records)?, &mean_weight, bias.as_ref())?;
         self.after_first(add_rows(&own, &shared)?, learns)
     }
 
-    /// The first layer's bias and activation, then the other layers.
+    /// The first layer's activation (its bias is in `first`), then the other layers.
     fn after_first(&self, first: Tensor, learns: Learns) -> Result<Tensor> {
         let mut xs = first;
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
-            let (weight, bias) = params(layer, learns);
             if i > 0 {
-                xs = linear(&xs, &weight)?;
-            }
-            if let Some(bias) = bias {
-                xs = add_rows(&xs, &bias)?;
+                let (weight, bias) = params(layer, learns);
+                xs = linear(&xs, &weight, bias.as_ref())?;
             }
             let activation = if i == last {
                 Activation::Sigmoid

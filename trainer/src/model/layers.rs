@@ -120,11 +120,8 @@ impl Dense {
     }
 
     pub(crate) fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let ys = super::product::linear(xs, &self.weight)?;
-        match &self.bias {
-            Some(bias) => add_rows(&ys, bias),
-            None => Ok(ys),
-        }
+        let bias = self.bias.as_ref().map(|bias| bias.as_tensor());
+        super::product::linear(xs, &self.weight, bias)
     }
 }
 

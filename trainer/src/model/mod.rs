@@ -2,6 +2,7 @@
 
 pub mod arch;
 pub(crate) mod autoencoder;
+mod cross_entropy;
 pub(crate) mod discriminator;
 pub(crate) mod generator;
 pub(crate) mod layers;

@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 /// Threads each CPU product may use; see [`set_cpu_threads`].
 static CPU_THREADS: AtomicUsize = AtomicUsize::new(1);
@@ -25,13 +25,20 @@ pub fn set_cpu_threads(threads: usize) {
     CPU_THREADS.store(threads.max(1), Ordering::Relaxed);
 }
 
-/// `x W^T` for `x` `[rows, in]` and `weight` `[out, in]` (views are fine), differentiable in
-/// whichever of the two tracks a gradient.
-pub fn linear(xs: &Tensor, weight: &Tensor) -> Result<Tensor> {
+/// `x W^T (+ b)` for `x` `[rows, in]`, `weight` `[out, in]` (views are fine) and an optional
+/// `bias` `[out]`, differentiable in whichever of them tracks a gradient.
+pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
     if !xs.device().is_cpu() {
-        return xs.matmul(&weight.t()?);
+        let ys = xs.matmul(&weight.t()?)?;
+        return match bias {
+            Some(bias) => ys.broadcast_add(bias),
+            None => Ok(ys),
+        };
     }
-    xs.apply_op2(weight, Linear)
+    match bias {
+        Some(bias) => xs.apply_op3(weight, bias, LinearWithBias),
+        None => xs.apply_op2(weight, Linear),
+    }
 }
 
 /// `op(a) op(b)` without a backward pass, `op` transposing where asked.
@@ -74,16 +81,87 @@ impl CustomOp2 for Linear {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad_xs = xs
-            .track_op()
-            .then(|| product(grad, weight, false, false))
-            .transpose()?;
-        let grad_weight = weight
-            .track_op()
-            .then(|| product(grad, xs, true, false))
-            .transpose()?;
-        Ok((grad_xs, grad_weight))
+        linear_gradients(xs, weight, grad)
     }
+}
+
+/// `x W^T + b`, the bias added as the product is written out.
+struct LinearWithBias;
+
+impl CustomOp3 for LinearWithBias {
+    fn name(&self) -> &'static str {
+        "medgan-linear-bias"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xs_layout: &Layout,
+        weight: &CpuStorage,
+        weight_layout: &Layout,
+        bias: &CpuStorage,
+        bias_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let bias = bias.as_slice::<f32>()?;
+        let bias = match bias_layout.contiguous_offsets() {
+            Some((start, end)) => &bias[start..end],
+            None => candle_core::bail!("a bias must be contiguous"),
+        };
+        let (CpuStorage::F32(mut out), shape) = multiply(
+            Operand::new(xs, xs_layout, false)?,
+            Operand::new(weight, weight_layout, true)?,
+        )?
+        else {
+            candle_core::bail!("a product of f32 matrices is f32");
+        };
+        if bias.len() != shape.dims()[1] {
+            candle_core::bail!(
+                "a bias of {} values cannot shift {} outputs",
+                bias.len(),
+                shape.dims()[1]
+            );
+        }
+        for row in out.chunks_mut(bias.len().max(1)) {
+            row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+        }
+        Ok((CpuStorage::F32(out), shape))
+    }
+
+    /// As [`Linear`], and `d/db` the column sums of `g`.
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (grad_xs, grad_weight) = linear_gradients(xs, weight, grad)?;
+        let grad_bias = if bias.track_op() {
+            let ones = Tensor::ones((1, grad.dim(0)?), grad.dtype(), grad.device())?;
+            Some(product(&ones, grad, false, false)?.reshape(bias.shape())?)
+        } else {
+            None
+        };
+        Ok((grad_xs, grad_weight, grad_bias))
+    }
+}
+
+/// The gradients of `x W^T` that `xs` and `weight` track: `g W` and `g^T x`.
+fn linear_gradients(
+    xs: &Tensor,
+    weight: &Tensor,
+    grad: &Tensor,
+) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let grad_xs = xs
+        .track_op()
+        .then(|| product(grad, weight, false, false))
+        .transpose()?;
+    let grad_weight = weight
+        .track_op()
+        .then(|| product(grad, xs, true, false))
+        .transpose()?;
+    Ok((grad_xs, grad_weight))
 }
 
 /// `op(a) op(b)`, the plain product behind [`Linear`] and its gradients.
@@ -279,22 +357,52 @@ mod tests {
 
         let want = xs.matmul(&weight.t().unwrap()).unwrap();
         let want_grads = loss(&want).backward().unwrap();
-        let got = linear(&xs, &weight).unwrap();
+        let got = linear(&xs, &weight, None).unwrap();
         close(&got, &want);
         let grads = loss(&got).backward().unwrap();
         close(grads.get(&xs).unwrap(), want_grads.get(&xs).unwrap());
         close(grads.get(&wide).unwrap(), want_grads.get(&wide).unwrap());
 
-        let frozen = loss(&linear(&xs, &weight.detach()).unwrap())
+        let frozen = loss(&linear(&xs, &weight.detach(), None).unwrap())
             .backward()
             .unwrap();
         close(frozen.get(&xs).unwrap(), want_grads.get(&xs).unwrap());
         assert!(frozen.get(&wide).is_none());
-        let constant = loss(&linear(&xs.detach(), &weight).unwrap())
+        let constant = loss(&linear(&xs.detach(), &weight, None).unwrap())
             .backward()
             .unwrap();
         close(constant.get(&wide).unwrap(), want_grads.get(&wide).unwrap());
         assert!(constant.get(&xs).is_none());
+    }
+
+    /// With a bias: the plain `x W^T + b` and its three gradients.
+    #[test]
+    fn linear_with_bias_matches_the_plain_formulation() {
+        let device = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let normal = |rng: &mut ChaCha8Rng, rows, cols| {
+            let t = super::super::layers::normal_tensor(rng, rows, cols, &device).unwrap();
+            Var::from_tensor(&t).unwrap()
+        };
+        let (xs, weight) = (normal(&mut rng, 9, 5), normal(&mut rng, 4, 5));
+        let bias = Var::from_tensor(&normal(&mut rng, 1, 4).squeeze(0).unwrap()).unwrap();
+        let loss = |ys: &Tensor| ys.tanh().unwrap().sqr().unwrap().sum_all().unwrap();
+        let want = xs
+            .matmul(&weight.t().unwrap())
+            .unwrap()
+            .broadcast_add(&bias)
+            .unwrap();
+        let got = linear(&xs, &weight, Some(&bias)).unwrap();
+        close(&got, &want);
+        let (want, got) = (
+            loss(&want).backward().unwrap(),
+            loss(&got).backward().unwrap(),
+        );
+        for var in [&xs, &weight, &bias] {
+            close(got.get(var).unwrap(), want.get(var).unwrap());
+        }
+        let frozen_bias = linear(&xs, &weight, Some(&bias.as_detached_tensor())).unwrap();
+        assert!(loss(&frozen_bias).backward().unwrap().get(&bias).is_none());
     }
 
     /// Splitting rows between threads gives the same bits as one thread.
@@ -319,7 +427,7 @@ mod tests {
         set_cpu_threads(3);
         // 301 x 97 x 190 is above the per-thread minimum, so this splits.
         const { assert!(301 * 97 * 190 / MIN_WORK_PER_THREAD >= 2) };
-        let split = linear(&xs, &weight).unwrap();
+        let split = linear(&xs, &weight, None).unwrap();
         set_cpu_threads(1);
         let split: Vec<f32> = split.flatten_all().unwrap().to_vec1().unwrap();
         assert_eq!(split, single);
