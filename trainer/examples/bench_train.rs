@@ -101,6 +101,7 @@ fn main() -> anyhow::Result<()> {
         device,
         resume: None,
         progress: false,
+        max_memory: None,
     };
     let outcome = run(&data, &config, &options)?;
     eprint!("{}", outcome.profile.table());

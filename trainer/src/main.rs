@@ -14,7 +14,7 @@ use medgan_train::model::MedganModel;
 use medgan_train::publish::{
     DEFAULT_BURN_IN_BATCHES, PublishOptions, RUN_RECORD_FILE, RunRecord, publish,
 };
-use medgan_train::train::{self, RunOptions, parse_device};
+use medgan_train::train::{self, RunOptions, memory, parse_device};
 
 /// Train medGAN on patient records and export a model bundle for `medgan-sample`.
 ///
@@ -87,6 +87,10 @@ struct TrainArgs {
     /// Print where the time went, per phase and per part of a training step, at the end
     #[arg(long)]
     profile: bool,
+    /// Refuse to start when training is estimated to need more memory than SIZE (2GB, 512MiB,
+    /// 1.5G) [default: the machine's available memory]
+    #[arg(long, value_name = "SIZE", value_parser = memory::parse_size)]
+    max_memory: Option<u64>,
     #[command(flatten)]
     overrides: ConfigOverrides,
     #[command(flatten)]
@@ -303,6 +307,7 @@ fn train_command(args: &TrainArgs, quiet: bool) -> anyhow::Result<()> {
         device,
         resume: args.resume.clone(),
         progress: !quiet,
+        max_memory: args.max_memory,
     };
     let outcome = train::run(&data, &config, &options)?;
     if args.profile {

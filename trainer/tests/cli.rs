@@ -63,3 +63,44 @@ fn train_refuses_a_run_folder_holding_another_run() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("already holds a training run"), "{stderr}");
 }
+
+#[test]
+fn train_refuses_a_run_over_the_memory_limit_with_the_estimate() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("codes.csv");
+    std::fs::write(
+        &input,
+        "patient,code\np1,250\np2,401\np3,250\np4,401\np5,250\n",
+    )
+    .unwrap();
+    let run_dir = dir.path().join("run");
+    let result = medgan_train()
+        .args(["train", "--max-memory", "1MiB", "--input"])
+        .arg(&input)
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("training needs about")
+            && stderr.contains("but the limit is 1 MiB (--max-memory)"),
+        "{stderr}"
+    );
+    assert!(!run_dir.join("config.toml").exists());
+}
+
+#[test]
+fn train_refuses_a_memory_size_it_cannot_read() {
+    let result = medgan_train()
+        .args(["train", "--input", "x.csv", "--max-memory", "2 parsecs"])
+        .output()
+        .unwrap();
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("--max-memory") && stderr.contains("unknown unit"),
+        "{stderr}"
+    );
+}

@@ -1,7 +1,9 @@
-//! Integration tests of medgan-sample, as one binary: bundles, sampling, Parquet and the CLI.
+//! Integration tests of medgan-sample, as one binary: bundles, sampling, Parquet, the CLI and
+//! other engines reading the output (pyarrow, DuckDB, Spark).
 //!
-//! They run against the fixture bundles in `tests/fixtures` (written by `make_fixture.py`) and
-//! find ONNX Runtime the way the binary does (e.g. the `onnxruntime` Python package).
+//! They run against the fixture bundles in `tests/fixtures` (written by `make_fixture.py`; the
+//! Spark test uses the shipped model in `models/`) and find ONNX Runtime the way the binary does
+//! (e.g. the `onnxruntime` Python package).
 
 mod bundle;
 mod cli;
@@ -11,3 +13,4 @@ mod engines;
 mod export;
 mod parquet_file;
 mod sampling;
+mod spark;

@@ -9,6 +9,7 @@ mod batch;
 pub mod checkpoint;
 mod device;
 mod gan;
+pub mod memory;
 pub mod metrics;
 mod optim;
 pub mod profile;
@@ -64,6 +65,9 @@ pub struct RunOptions {
     pub resume: Option<PathBuf>,
     /// Draw progress bars on stderr (only when it is a terminal).
     pub progress: bool,
+    /// Refuse to start when the memory estimate exceeds this many bytes; `None`: the
+    /// machine's available memory, or no check when that cannot be read.
+    pub max_memory: Option<u64>,
 }
 
 /// The two training phases.
@@ -158,6 +162,8 @@ pub enum TrainError {
     },
     #[error("{}: cannot resume: {why}", path.display())]
     Resume { path: PathBuf, why: String },
+    #[error(transparent)]
+    Memory(#[from] memory::MemoryError),
 }
 
 /// The model, its three optimisers, the training random stream and how far training got.
@@ -202,6 +208,7 @@ pub fn run(
     options: &RunOptions,
 ) -> Result<TrainOutcome, TrainError> {
     config.validate()?;
+    check_memory(data, config, options)?;
     let (train, holdout) = split(data, config)?;
     let run_dir = &options.run_dir;
     create_dir(&run_dir.join(CHECKPOINT_DIR))?;
@@ -345,6 +352,26 @@ pub fn run(
         gan_history,
         profile: state.profile,
     })
+}
+
+/// Logs the memory estimate, and refuses a run it says cannot fit in the limit.
+fn check_memory(
+    data: &PatientMatrix,
+    config: &TrainConfig,
+    options: &RunOptions,
+) -> Result<(), TrainError> {
+    let estimate = memory::MemoryEstimate::new(&memory::DataShape::of(data), config);
+    let Some(limit) = memory::MemoryLimit::resolve(options.max_memory) else {
+        tracing::info!("training needs {estimate}; the available memory is unknown");
+        return Ok(());
+    };
+    tracing::info!(
+        estimate_bytes = estimate.total(),
+        limit_bytes = limit.bytes(),
+        "training needs {estimate} of {}",
+        memory::Size(limit.bytes())
+    );
+    Ok(estimate.check(limit)?)
 }
 
 /// Seeded split: the held-out share of patients (at least two each side), both sides kept in

@@ -65,6 +65,7 @@ fn options(run_dir: PathBuf, resume: Option<PathBuf>) -> RunOptions {
         device: Device::Cpu,
         resume,
         progress: false,
+        max_memory: None,
     }
 }
 
@@ -215,6 +216,23 @@ fn exploding_losses_stop_with_phase_epoch_and_step() {
         err.to_string().starts_with("autoencoder epoch 1, step"),
         "{err}"
     );
+}
+
+#[test]
+fn a_run_over_the_memory_limit_is_refused_before_any_file_is_written() {
+    let data = synthetic(60, 20, DataType::Binary, 4);
+    let config = tiny_config();
+    let dir = tempfile::tempdir().unwrap();
+    let estimate = memory::MemoryEstimate::new(&memory::DataShape::of(&data), &config);
+    let mut opts = options(dir.path().join("run"), None);
+    opts.max_memory = Some(estimate.total() - 1);
+    let err = run(&data, &config, &opts).unwrap_err();
+    assert!(matches!(err, TrainError::Memory(_)), "{err}");
+    let message = err.to_string();
+    assert!(message.contains(&estimate.to_string()), "{message}");
+    assert!(!dir.path().join("run").exists());
+    opts.max_memory = Some(estimate.total());
+    run(&data, &config, &opts).unwrap();
 }
 
 #[test]
