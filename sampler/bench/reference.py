@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """The Python baseline for `bench/run.sh`: the same bundle and threads through onnxruntime, numpy
-Bernoulli draws and pyarrow's ParquetWriter (wide layout, zstd level 3, 100,000-row row groups),
-the way a data team would write it. Prints one JSON object per stage, like `--example bench
--- --json`; run one stage per process so that each peak RSS is that stage's own.
+Bernoulli draws and pyarrow's ParquetWriter (zstd level 3, 100,000-row row groups), the way a
+data team would write it: the wide layout (one Boolean column per code) or the long one
+(`patient_id`, `code` for each code present, found with `np.nonzero`). Prints one JSON object
+per stage, like `--example bench -- --json`; run one stage per process so that each peak RSS is
+that stage's own.
 
     python3 sampler/bench/reference.py --model DIR -n 1000000 --threads 2 --stage pipeline
 """
@@ -27,7 +29,7 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--row-group-size", type=int, default=100_000)
-    parser.add_argument("--stage", choices=["inference", "pipeline"], default="pipeline")
+    parser.add_argument("--stage", choices=["inference", "pipeline", "long"], default="pipeline")
     args = parser.parse_args()
 
     manifest = json.loads((args.model / "manifest.json").read_text())
@@ -47,6 +49,31 @@ def main():
             rows = min(args.batch_size, args.rows - done)
             session.run(["records"], {"noise": noise[:rows]})
             done += rows
+    elif args.stage == "long":
+        schema = pa.schema([pa.field("patient_id", pa.int64(), nullable=False),
+                            pa.field("code", pa.string(), nullable=False)])
+        vocabulary = pa.array(codes, pa.string())
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "reference.parquet"
+            with pq.ParquetWriter(path, schema, compression="zstd", compression_level=3) as out:
+                pending, pending_rows, done = [], 0, 0
+                while done < args.rows:
+                    rows = min(args.batch_size, args.rows - done)
+                    noise = rng.standard_normal((rows, noise_dim), dtype=np.float32)
+                    p = session.run(["records"], {"noise": noise})[0]
+                    present = rng.random(p.shape, dtype=np.float32) < p
+                    patient, code = np.nonzero(present)
+                    table = pa.Table.from_arrays(
+                        [pa.array(patient.astype(np.int64) + done), vocabulary.take(code)],
+                        schema=schema)
+                    pending.append(table)
+                    pending_rows += table.num_rows
+                    done += rows
+                    if pending_rows >= args.row_group_size or done == args.rows:
+                        out.write_table(pa.concat_tables(pending),
+                                        row_group_size=args.row_group_size)
+                        pending, pending_rows = [], 0
+            written = path.stat().st_size
     else:
         schema = pa.schema([pa.field("patient_id", pa.int64(), nullable=False)]
                            + [pa.field(code, pa.bool_(), nullable=False) for code in codes])
@@ -71,7 +98,8 @@ def main():
             written = path.stat().st_size
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    stage = "inference" if args.stage == "inference" else "wide-parquet-zstd:3"
+    stage = {"inference": "inference", "pipeline": "wide-parquet-zstd:3",
+             "long": "long-parquet-zstd:3"}[args.stage]
     print(json.dumps({"impl": "python", "stage": stage, "rows": args.rows, "seconds": seconds,
                       "rows_per_s": args.rows / seconds, "bytes": written,
                       "peak_rss_mib": peak, "threads": args.threads,

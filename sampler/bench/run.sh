@@ -36,7 +36,7 @@ list-parquet-snappy list-parquet-none wide-arrow-stream long-csv"
 for stage in $stages; do
   "$bench" --model "$model" -n "$rows" --threads "$threads" --only "$stage" --json >>"$results"
 done
-for stage in inference pipeline; do
+for stage in inference pipeline long; do
   python3 sampler/bench/reference.py --model "$model" -n "$rows" --threads "$threads" \
     --stage "$stage" >>"$results"
 done
@@ -60,4 +60,19 @@ for stage, r in rust.items():
                  f"{p['peak_rss_mib'] / r['peak_rss_mib']:>7.2f}")
     print(line)
 print("speed x: Rust rows/s over Python's; RSS x: Python's peak RSS over Rust's")
+# The goals of issue #4, as ratios of rates measured in this same run.
+rate = lambda table, stage: table.get(stage, {}).get("rows_per_s")
+goals = [
+    ("wide zstd, Rust over Python", rate(rust, "wide-parquet-zstd:3"),
+     rate(python, "wide-parquet-zstd:3"), 3.0),
+    ("wide zstd over Rust inference alone", rate(rust, "wide-parquet-zstd:3"),
+     rate(rust, "inference"), 0.6),
+    ("long zstd, Rust over Python", rate(rust, "long-parquet-zstd:3"),
+     rate(python, "long-parquet-zstd:3"), 5.0),
+]
+for name, numerator, denominator, goal in goals:
+    if numerator and denominator:
+        ratio = numerator / denominator
+        verdict = "met" if ratio >= goal else "NOT met"
+        print(f"{name:<38}{ratio:>7.2f}  (goal >= {goal:g}: {verdict})")
 PY

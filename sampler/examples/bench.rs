@@ -15,7 +15,8 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Parser;
 use medgan_sample::{
-    Bundle, Compression, ExportOptions, Format, Layout, Sampler, SamplerOptions, Target, export,
+    Bundle, Compression, Device, ExportOptions, Format, Layout, Sampler, SamplerOptions, Target,
+    export,
 };
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -41,6 +42,9 @@ struct Args {
     /// One JSON object per stage instead of a table.
     #[arg(long)]
     json: bool,
+    /// ONNX Runtime's execution provider: cpu or cuda (a GPU build of ONNX Runtime).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 fn default_model() -> PathBuf {
@@ -91,6 +95,11 @@ fn main() -> anyhow::Result<()> {
             seed: 1,
             batch_size: args.batch_size,
             threads: Some(args.threads),
+            device: match args.device.as_str() {
+                "cpu" => Device::Cpu,
+                "cuda" => Device::Cuda,
+                other => anyhow::bail!("--device {other}: expected cpu or cuda"),
+            },
             ..SamplerOptions::default()
         },
     )?;

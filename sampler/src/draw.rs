@@ -4,11 +4,14 @@
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BooleanArray, Int32Array};
-use arrow_buffer::{BooleanBufferBuilder, ScalarBuffer};
+use arrow_buffer::{BooleanBuffer, Buffer, ScalarBuffer};
 use rand::RngExt;
 use rand_distr::{Distribution, Poisson};
 
 use crate::sampler::SampleError;
+use rand_chacha::ChaCha8Rng;
+
+#[cfg(test)]
 use crate::streams::RowStreams;
 
 /// How one model output becomes one value.
@@ -42,86 +45,90 @@ pub(crate) struct Outputs<'a> {
     pub(crate) first_row: u64,
     /// `rows x features`, row-major.
     pub(crate) records: &'a [f32],
-    /// Each row's stream position after its noise.
-    pub(crate) resume: &'a [u128],
+    /// Each row's stream where its noise ended.
+    pub(crate) streams: &'a [ChaCha8Rng],
     pub(crate) features: &'a [String],
 }
 
 impl Outputs<'_> {
     fn rows(&self) -> usize {
-        self.resume.len()
+        self.streams.len()
     }
 
     /// The outputs of row `row` (batch-local), checked finite.
     fn row(&self, row: usize) -> Result<&[f32], SampleError> {
         let width = self.features.len();
         let values = &self.records[row * width..(row + 1) * width];
-        match values.iter().position(|value| !value.is_finite()) {
-            None => Ok(values),
-            Some(code) => Err(SampleError::NonFinite {
-                row: self.first_row + row as u64,
-                code: self.features[code].clone(),
-                value: values[code],
-            }),
+        // A fold without early exit vectorises; the position is looked up only on failure.
+        if values
+            .iter()
+            .fold(true, |finite, value| finite & value.is_finite())
+        {
+            return Ok(values);
         }
+        let code = values
+            .iter()
+            .position(|value| !value.is_finite())
+            .unwrap_or_default();
+        Err(SampleError::NonFinite {
+            row: self.first_row + row as u64,
+            code: self.features[code].clone(),
+            value: values[code],
+        })
     }
 }
 
 /// One column per code, in feature order.
-pub(crate) fn columns(
-    draw: Draw,
-    outputs: &Outputs<'_>,
-    streams: &RowStreams,
-) -> Result<Vec<ArrayRef>, SampleError> {
+pub(crate) fn columns(draw: Draw, outputs: &Outputs<'_>) -> Result<Vec<ArrayRef>, SampleError> {
     match draw {
-        Draw::Bernoulli | Draw::Threshold(_) => flags(draw, outputs, streams),
-        Draw::Round | Draw::Poisson => counts(draw, outputs, streams),
+        Draw::Bernoulli | Draw::Threshold(_) => flags(draw, outputs),
+        Draw::Round | Draw::Poisson => counts(draw, outputs),
     }
 }
 
-fn flags(
-    draw: Draw,
-    outputs: &Outputs<'_>,
-    streams: &RowStreams,
-) -> Result<Vec<ArrayRef>, SampleError> {
+/// Flags are drawn eight rows at a time into one byte per code, then stored column-major in a
+/// single bitmap that every column's array slices: no per-value Arrow calls, and the compare
+/// loop over codes is plain arithmetic the compiler vectorises.
+fn flags(draw: Draw, outputs: &Outputs<'_>) -> Result<Vec<ArrayRef>, SampleError> {
     let rows = outputs.rows();
-    let mut bits: Vec<BooleanBufferBuilder> = outputs
-        .features
-        .iter()
-        .map(|_| {
-            let mut column = BooleanBufferBuilder::new(rows);
-            column.append_n(rows, false);
-            column
-        })
-        .collect();
-    let mut words = vec![0u32; outputs.features.len()];
+    let width = outputs.features.len();
+    // Bytes per column; each column starts on a byte so it is a plain slice of the bitmap.
+    let stride = rows.div_ceil(8);
+    let mut bitmap = vec![0u8; width * stride];
+    let mut pending = vec![0u8; width];
+    let mut words = vec![0u32; width];
     for row in 0..rows {
         let probabilities = outputs.row(row)?;
+        let bit = (row % 8) as u32;
         match draw {
             Draw::Threshold(threshold) => {
-                for (column, &p) in bits.iter_mut().zip(probabilities) {
-                    if p >= threshold {
-                        column.set_bit(row, true);
-                    }
+                for (byte, &p) in pending.iter_mut().zip(probabilities) {
+                    *byte |= u8::from(p >= threshold) << bit;
                 }
             }
             _ => {
-                let global = outputs.first_row + row as u64;
-                let mut rng = streams.resume(global, outputs.resume[row]);
+                let mut rng = outputs.streams[row].clone();
                 // One fill per row instead of a call per code: the same words, far faster.
                 rng.fill(&mut words[..]);
-                for ((column, &p), &word) in bits.iter_mut().zip(probabilities).zip(&words) {
+                for ((byte, &p), &word) in pending.iter_mut().zip(probabilities).zip(&words) {
                     // Uniforms in [0, 1): p = 0 is never drawn, p = 1 always is.
-                    if uniform(word) < p {
-                        column.set_bit(row, true);
-                    }
+                    *byte |= u8::from(uniform(word) < p) << bit;
                 }
             }
         }
+        if bit == 7 || row + 1 == rows {
+            let at = row / 8;
+            for (code, byte) in pending.iter_mut().enumerate() {
+                bitmap[code * stride + at] = std::mem::take(byte);
+            }
+        }
     }
-    Ok(bits
-        .into_iter()
-        .map(|mut column| Arc::new(BooleanArray::new(column.finish(), None)) as ArrayRef)
+    let bitmap = Buffer::from_vec(bitmap);
+    Ok((0..width)
+        .map(|code| {
+            let column = bitmap.slice_with_length(code * stride, stride);
+            Arc::new(BooleanArray::new(BooleanBuffer::new(column, 0, rows), None)) as ArrayRef
+        })
         .collect())
 }
 
@@ -131,17 +138,13 @@ fn uniform(word: u32) -> f32 {
     (word >> 8) as f32 * SCALE
 }
 
-fn counts(
-    draw: Draw,
-    outputs: &Outputs<'_>,
-    streams: &RowStreams,
-) -> Result<Vec<ArrayRef>, SampleError> {
+fn counts(draw: Draw, outputs: &Outputs<'_>) -> Result<Vec<ArrayRef>, SampleError> {
     let rows = outputs.rows();
     let mut values: Vec<Vec<i32>> = outputs.features.iter().map(|_| vec![0; rows]).collect();
     for row in 0..rows {
         let expected = outputs.row(row)?;
         let global = outputs.first_row + row as u64;
-        let mut rng = (draw == Draw::Poisson).then(|| streams.resume(global, outputs.resume[row]));
+        let mut rng = (draw == Draw::Poisson).then(|| outputs.streams[row].clone());
         for (code, (column, &mean)) in values.iter_mut().zip(expected).enumerate() {
             let mean = f64::from(mean.max(0.0));
             let count = match rng.as_mut() {
@@ -176,13 +179,23 @@ mod tests {
     use super::*;
     use arrow_array::Array;
 
-    fn outputs<'a>(records: &'a [f32], resume: &'a [u128], names: &'a [String]) -> Outputs<'a> {
+    fn outputs<'a>(
+        records: &'a [f32],
+        streams: &'a [ChaCha8Rng],
+        names: &'a [String],
+    ) -> Outputs<'a> {
         Outputs {
             first_row: 10,
             records,
-            resume,
+            streams,
             features: names,
         }
+    }
+
+    /// The streams of batch rows from 10 on, as the sampler hands them over.
+    fn streams(rows: u64) -> Vec<ChaCha8Rng> {
+        let streams = RowStreams::new(1);
+        (10..10 + rows).map(|row| streams.row(row)).collect()
     }
 
     #[test]
@@ -202,8 +215,8 @@ mod tests {
     fn rounding_takes_negatives_as_zero_and_rounds_halves_up() {
         let names = vec!["a".to_owned(), "b".to_owned()];
         let records = [-0.7, 2.5, 0.49, 7.51];
-        let streams = RowStreams::new(1);
-        let built = columns(Draw::Round, &outputs(&records, &[0, 0], &names), &streams).unwrap();
+        let streams = streams(2);
+        let built = columns(Draw::Round, &outputs(&records, &streams, &names)).unwrap();
         let a = built[0].as_any().downcast_ref::<Int32Array>().unwrap();
         let b = built[1].as_any().downcast_ref::<Int32Array>().unwrap();
         assert_eq!(a.values().as_ref(), &[0, 0]);
@@ -214,13 +227,8 @@ mod tests {
     fn threshold_compares_at_least() {
         let names = vec!["a".to_owned()];
         let records = [0.5, 0.49, 0.51];
-        let streams = RowStreams::new(1);
-        let built = columns(
-            Draw::Threshold(0.5),
-            &outputs(&records, &[0; 3], &names),
-            &streams,
-        )
-        .unwrap();
+        let streams = streams(3);
+        let built = columns(Draw::Threshold(0.5), &outputs(&records, &streams, &names)).unwrap();
         let flags = built[0].as_any().downcast_ref::<BooleanArray>().unwrap();
         assert_eq!(
             flags.iter().collect::<Vec<_>>(),
@@ -233,14 +241,10 @@ mod tests {
     fn a_non_finite_output_names_its_row_and_code() {
         let names = vec!["a".to_owned(), "D_250".to_owned()];
         let records = [0.1, 0.2, 0.3, f32::NAN];
-        let streams = RowStreams::new(1);
-        let error = columns(
-            Draw::Bernoulli,
-            &outputs(&records, &[0, 0], &names),
-            &streams,
-        )
-        .unwrap_err()
-        .to_string();
+        let streams = streams(2);
+        let error = columns(Draw::Bernoulli, &outputs(&records, &streams, &names))
+            .unwrap_err()
+            .to_string();
         assert!(
             error.contains("row 11") && error.contains("`D_250`"),
             "{error}"
@@ -251,8 +255,8 @@ mod tests {
     fn counts_past_the_column_range_are_refused() {
         let names = vec!["a".to_owned()];
         let records = [3.0e9];
-        let streams = RowStreams::new(1);
-        let error = columns(Draw::Round, &outputs(&records, &[0], &names), &streams).unwrap_err();
+        let streams = streams(1);
+        let error = columns(Draw::Round, &outputs(&records, &streams, &names)).unwrap_err();
         assert!(
             matches!(error, SampleError::CountTooLarge { row: 10, .. }),
             "{error}"

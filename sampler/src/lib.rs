@@ -39,8 +39,8 @@ pub use export::format::{Compression, Format};
 pub use export::{ExportError, ExportOptions, ExportSummary, Target, export};
 pub use layout::{Labels, Layout};
 pub use rows::{Shard, parse_row_range};
-pub use runtime::RuntimeError;
 pub use runtime::locate::{LocateError, OrtSearch};
+pub use runtime::{Device, RuntimeError};
 pub use sampler::{
     CountDraw, DEFAULT_BATCH_SIZE, Inferred, SampleError, Sampler, SamplerOptions,
     locate_onnxruntime,

@@ -13,8 +13,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use medgan_sample::export::DEFAULT_PART_ROWS;
 use medgan_sample::writer::{DEFAULT_ROW_GROUP_SIZE, check_output_path};
 use medgan_sample::{
-    Bundle, Compression, CountDraw, DEFAULT_BATCH_SIZE, ExportOptions, Format, Labels, Layout,
-    Sampler, SamplerOptions, Shard, Target, parse_row_range,
+    Bundle, Compression, CountDraw, DEFAULT_BATCH_SIZE, Device, ExportOptions, Format, Labels,
+    Layout, Sampler, SamplerOptions, Shard, Target, parse_row_range,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -124,6 +124,11 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     ort_lib: Option<PathBuf>,
 
+    /// Where ONNX Runtime runs the model: cpu, or cuda (needs a GPU build of ONNX Runtime,
+    /// e.g. the onnxruntime-gpu package; refused with a clear error otherwise).
+    #[arg(long, value_enum, value_name = "DEVICE", default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = ArgAction::Count, conflicts_with = "quiet")]
     verbose: u8,
@@ -153,6 +158,13 @@ enum LayoutArg {
     Long,
     /// patient_id, codes: the list of codes present.
     List,
+}
+
+/// `--device` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DeviceArg {
+    Cpu,
+    Cuda,
 }
 
 /// How count models turn expected counts into integers.
@@ -239,6 +251,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
         },
         threads: args.threads,
         ort_library: args.ort_lib.clone(),
+        device: match args.device {
+            DeviceArg::Cpu => Device::Cpu,
+            DeviceArg::Cuda => Device::Cuda,
+        },
     };
     let sampler = Sampler::new(&bundle, options)
         .with_context(|| format!("cannot sample from {}", bundle.location()))?;

@@ -14,8 +14,9 @@ use crate::bundle::manifest::{NOISE_INPUT, RECORDS_OUTPUT};
 use crate::bundle::{Bundle, PATIENT_ID_COLUMN};
 use crate::draw::{self, Draw, Outputs};
 use crate::runtime::locate::OrtSearch;
-use crate::runtime::{Model, RuntimeError};
+use crate::runtime::{Device, Model, Records, RuntimeError};
 use crate::streams::RowStreams;
+use rand_chacha::ChaCha8Rng;
 
 /// Rows per model run unless told otherwise.
 pub const DEFAULT_BATCH_SIZE: usize = 4096;
@@ -47,6 +48,9 @@ pub struct SamplerOptions {
     /// The ONNX Runtime library (file or folder); `None` searches as
     /// [`OrtSearch::from_environment`] says.
     pub ort_library: Option<PathBuf>,
+    /// Where ONNX Runtime runs the graph. The rows do not depend on it beyond floating-point
+    /// rounding: a GPU may round the model's outputs differently.
+    pub device: Device,
 }
 
 impl Default for SamplerOptions {
@@ -58,6 +62,7 @@ impl Default for SamplerOptions {
             counts: CountDraw::Round,
             threads: None,
             ort_library: None,
+            device: Device::Cpu,
         }
     }
 }
@@ -83,13 +88,21 @@ pub enum SampleError {
 }
 
 /// The model outputs of a row range, waiting for their draws ([`Sampler::infer`]).
-#[derive(Debug)]
 pub struct Inferred {
     rows: Range<u64>,
-    /// `rows x features`, row-major.
-    records: Vec<f32>,
-    /// Each row's stream position after its noise.
-    resume: Vec<u128>,
+    /// `rows x features`, row-major, as ONNX Runtime returned them.
+    records: Records,
+    /// Each row's stream where its noise ended.
+    streams: Vec<ChaCha8Rng>,
+}
+
+impl std::fmt::Debug for Inferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inferred")
+            .field("rows", &self.rows)
+            .field("records", &self.records.values().len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Inferred {
@@ -145,6 +158,7 @@ impl Sampler {
             (NOISE_INPUT, RECORDS_OUTPUT),
             (manifest.noise_dim, features.len()),
             options.threads,
+            options.device,
         )?;
         let value_type = match manifest.data_type {
             DataType::Binary => ArrowType::Boolean,
@@ -203,14 +217,18 @@ impl Sampler {
     /// [`Sampler::draw`] on another thread, inference and draws overlap.
     pub fn infer(&self, rows: Range<u64>) -> Result<Inferred, SampleError> {
         check_rows(&rows)?;
-        let (mut noise, mut resume) = (Vec::new(), Vec::new());
+        let (mut noise, mut streams) = (Vec::new(), Vec::new());
         self.streams
-            .fill_noise(rows.clone(), self.noise_dim, &mut noise, &mut resume);
-        let records = self.run_model(&noise)?;
+            .fill_noise(rows.clone(), self.noise_dim, &mut noise, &mut streams);
+        let records = self
+            .model
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .run_owned(&noise)?;
         Ok(Inferred {
             rows,
             records,
-            resume,
+            streams,
         })
     }
 
@@ -220,19 +238,19 @@ impl Sampler {
         let Inferred {
             rows,
             records,
-            resume,
+            streams,
         } = inferred;
         let outputs = Outputs {
             first_row: rows.start,
-            records: &records,
-            resume: &resume,
+            records: records.values(),
+            streams: &streams,
             features: &self.features,
         };
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.features.len() + 1);
         // check_rows made every id fit an i64.
         let ids = rows.clone().map(|row| row as i64);
         columns.push(Arc::new(Int64Array::from_iter_values(ids)));
-        columns.extend(draw::columns(self.draw, &outputs, &self.streams)?);
+        columns.extend(draw::columns(self.draw, &outputs)?);
         RecordBatch::try_new(self.schema.clone(), columns).map_err(SampleError::Arrow)
     }
 
@@ -240,9 +258,9 @@ impl Sampler {
     /// draw: `rows x features`, row-major.
     pub fn model_outputs(&self, rows: Range<u64>) -> Result<Vec<f32>, SampleError> {
         check_rows(&rows)?;
-        let (mut noise, mut resume) = (Vec::new(), Vec::new());
+        let (mut noise, mut streams) = (Vec::new(), Vec::new());
         self.streams
-            .fill_noise(rows, self.noise_dim, &mut noise, &mut resume);
+            .fill_noise(rows, self.noise_dim, &mut noise, &mut streams);
         self.run_model(&noise)
     }
 

@@ -30,28 +30,31 @@ impl RowStreams {
         rng
     }
 
-    /// Row `row`'s stream from word `position`, where [`RowStreams::fill_noise`] left it.
+    /// Row `row`'s stream from word `position`.
+    #[cfg(test)]
     pub(crate) fn resume(&self, row: u64, position: u128) -> ChaCha8Rng {
         let mut rng = self.row(row);
         rng.set_word_pos(position);
         rng
     }
 
-    /// Replaces `noise` with the noise of `rows` (row-major, `noise_dim` per row) and `resume`
-    /// with each row's stream position after its noise, for the draws that follow the model.
+    /// Replaces `noise` with the noise of `rows` (row-major, `noise_dim` per row) and `after`
+    /// with each row's stream where its noise ends, for the draws that follow the model. The
+    /// streams themselves are kept (a few hundred bytes each), not their positions: seeking
+    /// back would set up each stream and recompute its current block a second time.
     pub(crate) fn fill_noise(
         &self,
         rows: Range<u64>,
         noise_dim: usize,
         noise: &mut Vec<f32>,
-        resume: &mut Vec<u128>,
+        after: &mut Vec<ChaCha8Rng>,
     ) {
         noise.clear();
-        resume.clear();
+        after.clear();
         for row in rows {
             let mut rng = self.row(row);
             noise.extend((0..noise_dim).map(|_| -> f32 { StandardNormal.sample(&mut rng) }));
-            resume.push(rng.get_word_pos());
+            after.push(rng);
         }
     }
 }
@@ -64,17 +67,20 @@ mod tests {
     #[test]
     fn resuming_continues_the_stream_exactly() {
         let streams = RowStreams::new(42);
-        let (mut noise, mut resume) = (Vec::new(), Vec::new());
-        streams.fill_noise(5..8, 13, &mut noise, &mut resume);
+        let (mut noise, mut after) = (Vec::new(), Vec::new());
+        streams.fill_noise(5..8, 13, &mut noise, &mut after);
         for (offset, row) in (5..8u64).enumerate() {
             let mut continuous = streams.row(row);
             let again: Vec<f32> = (0..13)
                 .map(|_| StandardNormal.sample(&mut continuous))
                 .collect();
             assert_eq!(again, noise[offset * 13..(offset + 1) * 13]);
-            let mut resumed = streams.resume(row, resume[offset]);
+            let mut resumed = streams.resume(row, after[offset].get_word_pos());
+            let kept = &mut after[offset];
             for _ in 0..300 {
-                assert_eq!(continuous.random::<u32>(), resumed.random::<u32>());
+                let word = continuous.random::<u32>();
+                assert_eq!(word, resumed.random::<u32>());
+                assert_eq!(word, kept.random::<u32>());
             }
         }
     }
@@ -82,13 +88,13 @@ mod tests {
     #[test]
     fn rows_do_not_depend_on_their_neighbours() {
         let streams = RowStreams::new(7);
-        let (mut alone, mut in_batch, mut resume) = (Vec::new(), Vec::new(), Vec::new());
-        streams.fill_noise(100..101, 4, &mut alone, &mut resume);
-        streams.fill_noise(90..110, 4, &mut in_batch, &mut resume);
+        let (mut alone, mut in_batch, mut after) = (Vec::new(), Vec::new(), Vec::new());
+        streams.fill_noise(100..101, 4, &mut alone, &mut after);
+        streams.fill_noise(90..110, 4, &mut in_batch, &mut after);
         assert_eq!(alone, in_batch[40..44]);
         let other_seed = RowStreams::new(8);
         let mut different = Vec::new();
-        other_seed.fill_noise(100..101, 4, &mut different, &mut resume);
+        other_seed.fill_noise(100..101, 4, &mut different, &mut after);
         assert_ne!(alone, different);
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use medgan_train::config::TrainConfig;
 use medgan_train::data::{EmptyPatients, InputArgs, PatientMatrix, load_input};
-use medgan_train::train::{RunOptions, parse_device, run, write_trace};
+use medgan_train::train::{RunOptions, compare_traces, parse_device, run, write_trace};
 
 /// As in the `medgan-train` binary: candle allocates fresh tensors at every step, and glibc's
 /// allocator hands large ones back to the kernel and faults in zeroed pages each time.
@@ -39,6 +39,12 @@ struct Args {
     /// Write a trace of 20 autoencoder steps and 4 GAN steps here instead of timing epochs.
     #[arg(long)]
     trace: Option<PathBuf>,
+    /// Compare two traces (from two devices, say) instead: exits non-zero when a loss differs
+    /// by more than `--tolerance` relative, or a final weight by more than it absolute.
+    #[arg(long, num_args = 2, value_names = ["A", "B"])]
+    compare_traces: Option<Vec<PathBuf>>,
+    #[arg(long, default_value_t = 1e-3)]
+    tolerance: f64,
 }
 
 /// One of the shared datasets, read by the trainer's own data module.
@@ -82,6 +88,17 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
+    if let Some([a, b]) = args.compare_traces.as_deref() {
+        let difference = compare_traces(a, b)?;
+        println!(
+            "largest loss difference {:.3e} ({}), largest weight difference {:.3e} ({})",
+            difference.loss.1, difference.loss.0, difference.tensor.1, difference.tensor.0
+        );
+        if difference.loss.1 > args.tolerance || difference.tensor.1 > args.tolerance {
+            anyhow::bail!("the traces differ by more than {}", args.tolerance);
+        }
+        return Ok(());
+    }
     let data = load(&args.dataset)?;
     let device = parse_device(&args.device)?;
     let mut config = TrainConfig::default();

@@ -9,13 +9,13 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{ArrowError, Schema, SchemaRef};
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression as ParquetCompression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use thiserror::Error;
 
+use super::parquet_writer::ParquetEncoder;
 use crate::writer::{CREATED_BY, WRITE_CHUNK_ROWS, ZSTD_LEVEL};
 
 /// An output file format.
@@ -140,7 +140,7 @@ pub(crate) struct Encoding {
 
 /// One open encoder over `W`.
 pub(crate) enum Encoder<W: Write + Send> {
-    Parquet(Box<ArrowWriter<W>>),
+    Parquet(Box<ParquetEncoder<W>>),
     ArrowFile(arrow_ipc::writer::FileWriter<W>, SchemaRef),
     ArrowStream(arrow_ipc::writer::StreamWriter<W>, SchemaRef),
     Csv(arrow_csv::Writer<W>),
@@ -159,10 +159,10 @@ impl<W: Write + Send> Encoder<W> {
             Arc::new(Schema::new_with_metadata(schema.fields().clone(), metadata))
         };
         Ok(match encoding.format {
-            Format::Parquet => Encoder::Parquet(Box::new(ArrowWriter::try_new(
+            Format::Parquet => Encoder::Parquet(Box::new(ParquetEncoder::new(
                 out,
                 schema.clone(),
-                Some(parquet_properties(encoding)),
+                parquet_properties(encoding),
             )?)),
             Format::ArrowFile => {
                 let schema = with_metadata();
@@ -198,11 +198,7 @@ impl<W: Write + Send> Encoder<W> {
     /// (0 for other formats).
     pub(crate) fn finish(self) -> Result<(W, usize), FormatError> {
         Ok(match self {
-            Encoder::Parquet(mut writer) => {
-                writer.flush()?;
-                let row_groups = writer.flushed_row_groups().len();
-                (writer.into_inner()?, row_groups)
-            }
+            Encoder::Parquet(encoder) => encoder.finish()?,
             Encoder::ArrowFile(mut writer, _) => {
                 writer.finish()?;
                 (writer.into_inner()?, 0)

@@ -4,9 +4,12 @@
 //! The wide batches are re-cut into chunks of [`WRITE_CHUNK_ROWS`] patients before they are
 //! reshaped and encoded, so the bytes written depend on the model, seed, rows and options only,
 //! never on the batch size or thread count. Three stages overlap on their own threads: noise and
-//! inference, draws and reshaping, encoding and writing, a few batches apart.
+//! inference, draws and reshaping, encoding and writing, a few batches apart (Parquet compresses
+//! each finished row group's flag columns on more threads, see `parquet_writer`).
 
+mod flags;
 pub mod format;
+pub(crate) mod parquet_writer;
 mod partitioned;
 
 use std::io::{BufWriter, Write};
@@ -28,8 +31,10 @@ pub use partitioned::{DATASET_MANIFEST, DEFAULT_PART_ROWS, PartSummary, SUCCESS_
 /// Model outputs waiting for their draws: one is enough to overlap the stages, and each holds a
 /// whole batch of `f32` outputs (16 MB for 4096 rows of 1000 codes).
 const INFERRED_DEPTH: usize = 1;
-/// Reshaped chunks waiting for the encoder: small, so a few smooth out uneven stages.
-const CHUNK_DEPTH: usize = 4;
+/// Reshaped chunks waiting for the encoder. A wide chunk of 1000 flag columns is ~130 KB, and
+/// the encoder stops for tens of milliseconds to compress each finished row group; enough
+/// chunks to cover that keep sampling going meanwhile.
+const CHUNK_DEPTH: usize = 16;
 
 /// Where the rows go.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -172,3 +172,43 @@ fn without_model_the_embedded_default_is_used_or_its_absence_explained() {
         }
     }
 }
+
+#[test]
+fn cuda_from_a_library_without_it_is_refused_and_writes_nothing() {
+    let library = medgan_sample::locate_onnxruntime(None)
+        .unwrap_or_else(|error| panic!("no ONNX Runtime for the tests: {error}"));
+    let folder = library.parent().unwrap_or(Path::new("."));
+    let has_cuda = folder.join("libonnxruntime_providers_cuda.so").exists();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gpu.parquet");
+    let model = fixture("binary");
+    let args = [
+        "--model",
+        path(&model),
+        "-n",
+        "50",
+        "--seed",
+        "1",
+        "-o",
+        path(&out),
+        "--device",
+        "cuda",
+    ];
+    if has_cuda {
+        // A GPU build: either it runs, or (no GPU here) it says CUDA is what failed.
+        let output = run(&args);
+        assert!(
+            output.status.success() || stderr(&output).contains("CUDA"),
+            "{}",
+            stderr(&output)
+        );
+        return;
+    }
+    fails_with(&args, "has no CUDA execution provider (a CPU-only build)");
+    fails_with(&args, "--device cpu");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "files left behind: {left:?}");
+    let output = run(&[&args[..8], &["--device", "cpu"][..]].concat());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(out.exists());
+}

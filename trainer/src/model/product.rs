@@ -5,9 +5,11 @@
 //! detached tensor that can never use it. Two of medGAN's largest products have one side fixed:
 //! the discriminator update reads generated records that are constants there, and the
 //! generator update runs the discriminator with frozen weights. [`linear`] skips the gradient
-//! of a side that does not track one, and splits each product's output rows between threads
-//! that block rather than spin, so a busy machine slows it down gracefully.
+//! of a side that does not track one, and splits each product's output rows into blocks that
+//! threads take in turn (threads that block rather than spin, so a busy machine slows it down
+//! gracefully).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
@@ -17,6 +19,10 @@ static CPU_THREADS: AtomicUsize = AtomicUsize::new(1);
 
 /// Below this many multiply-adds a product stays on one thread: spawning costs more.
 const MIN_WORK_PER_THREAD: usize = 1 << 21;
+/// Row blocks per thread in a split product, so that threads can even out their shares.
+const BLOCKS_PER_THREAD: usize = 4;
+/// Fewest rows in a block: gemm works on tiles of several rows.
+const MIN_BLOCK_ROWS: usize = 32;
 
 /// Sets how many threads each CPU product uses (at least one). Products split their output
 /// rows, and every output value is summed in the same order whatever the count, so the
@@ -268,17 +274,22 @@ fn multiply(a: Operand<'_>, b: Operand<'_>) -> Result<(CpuStorage, Shape)> {
     if threads == 1 || n == 0 {
         multiply_into(a, b, &mut out);
     } else {
-        let rows_per_thread = m.div_ceil(threads);
+        // Blocks of rows handed out one at a time: a thread the scheduler holds back (another
+        // process on the core) leaves its share to the others instead of stalling the product.
+        let block_rows = m.div_ceil(threads * BLOCKS_PER_THREAD).max(MIN_BLOCK_ROWS);
+        let blocks = Mutex::new(out.chunks_mut(block_rows * n).enumerate());
+        let work = || {
+            loop {
+                let next = blocks.lock().map(|mut blocks| blocks.next());
+                let Ok(Some((i, block))) = next else { break };
+                multiply_into(a.rows_from(i * block_rows, block.len() / n), b, block);
+            }
+        };
         std::thread::scope(|scope| {
-            let mut chunks = out.chunks_mut(rows_per_thread * n).enumerate();
-            let first = chunks.next();
-            for (i, chunk) in chunks {
-                let rows = a.rows_from(i * rows_per_thread, chunk.len() / n);
-                scope.spawn(move || multiply_into(rows, b, chunk));
+            for _ in 1..threads {
+                scope.spawn(work);
             }
-            if let Some((_, chunk)) = first {
-                multiply_into(a.rows_from(0, chunk.len() / n), b, chunk);
-            }
+            work();
         });
     }
     Ok((CpuStorage::F32(out), Shape::from((m, n))))

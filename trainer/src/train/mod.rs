@@ -35,7 +35,7 @@ pub use device::{DeviceError, parse_device};
 pub use profile::{Profile, ProfilePart};
 use quality::QualityProbe;
 pub use quality::{QUALITY_FILE, QualityPoint};
-pub use trace::write_trace;
+pub use trace::{TraceDifference, compare_traces, write_trace};
 
 /// File name of the held-out (validation) patients inside the run folder.
 pub const HOLDOUT_FILE: &str = "holdout.medgan.safetensors";

@@ -107,6 +107,54 @@ pub fn write_trace(
     Ok(())
 }
 
+/// The largest differences between two traces of the same steps (on two devices, say).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceDifference {
+    /// Largest `|a - b| / max(1, |a|)` over the recorded losses, with the loss's name.
+    pub loss: (String, f64),
+    /// Largest `|a - b|` over every entry of the tensors after training, with the name.
+    pub tensor: (String, f64),
+}
+
+/// Compares the losses and final tensors of two traces written by [`write_trace`] with the
+/// same data, configuration and step counts.
+pub fn compare_traces(a: &Path, b: &Path) -> Result<TraceDifference, TrainError> {
+    let device = Device::Cpu;
+    let (a_tensors, _) = crate::model::read_safetensors(a, &device)?;
+    let (b_tensors, _) = crate::model::read_safetensors(b, &device)?;
+    let mut loss = (String::new(), 0.0f64);
+    let mut tensor = (String::new(), 0.0f64);
+    for (name, a_value) in &a_tensors {
+        let is_loss = name.starts_with("ae.loss.") || name.starts_with("gan.loss.");
+        if !is_loss && !name.contains(".after.") {
+            continue;
+        }
+        let b_value = b_tensors.get(name).ok_or_else(|| TrainError::Resume {
+            path: b.to_path_buf(),
+            why: format!("the trace has no `{name}`"),
+        })?;
+        let a_values = a_value.flatten_all()?.to_vec1::<f32>()?;
+        let b_values = b_value.flatten_all()?.to_vec1::<f32>()?;
+        let worst = a_values
+            .iter()
+            .zip(&b_values)
+            .map(|(&x, &y)| {
+                let diff = (x as f64 - y as f64).abs();
+                if is_loss {
+                    diff / (x as f64).abs().max(1.0)
+                } else {
+                    diff
+                }
+            })
+            .fold(0.0f64, f64::max);
+        let slot = if is_loss { &mut loss } else { &mut tensor };
+        if worst > slot.1 || slot.0.is_empty() {
+            *slot = (name.clone(), worst);
+        }
+    }
+    Ok(TraceDifference { loss, tensor })
+}
+
 fn scalar(value: f32, device: &Device) -> candle_core::Result<Tensor> {
     Tensor::new(&[value], device)
 }
@@ -143,10 +191,21 @@ mod tests {
         }
         // The discriminator trains in the GAN sequence only.
         assert!(!tensors.contains_key("ae.after.discriminator.layers.0.weight"));
-        let config: serde_json::Value = serde_json::from_str(&metadata["config"]).unwrap();
-        assert_eq!(config["discriminator_steps"], 2);
+        let recorded: serde_json::Value = serde_json::from_str(&metadata["config"]).unwrap();
+        assert_eq!(recorded["discriminator_steps"], 2);
         // The losses recorded are the finite values the steps returned.
         let loss = tensors["ae.loss.0"].to_vec1::<f32>().unwrap()[0];
         assert!(loss.is_finite() && loss > 0.0);
+
+        // The same steps again give the same trace; another seed does not.
+        let again = dir.path().join("again.safetensors");
+        write_trace(&data, &config, &Device::Cpu, &again, 2, 1).unwrap();
+        let same = compare_traces(&path, &again).unwrap();
+        assert_eq!((same.loss.1, same.tensor.1), (0.0, 0.0));
+        config.seed += 1;
+        let other = dir.path().join("other.safetensors");
+        write_trace(&data, &config, &Device::Cpu, &other, 2, 1).unwrap();
+        let differ = compare_traces(&path, &other).unwrap();
+        assert!(differ.loss.1 > 1e-3 && differ.tensor.1 > 1e-3, "{differ:?}");
     }
 }
