@@ -7,6 +7,8 @@
 //! cell in one loop, and the backward pass the exact derivative of the same expression,
 //! `(-x / (p + eps) + (1 - x) / (1 - p + eps)) p (1 - p)`, in another.
 
+use std::sync::Mutex;
+
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use super::autoencoder::LOG_EPS;
@@ -23,10 +25,17 @@ pub(crate) fn sigmoid_cross_entropy(logits: &Tensor, target: &Tensor) -> Result<
             .sum(1)?
             .neg();
     }
-    logits.apply_op2(&target.detach(), SigmoidCrossEntropy)
+    let op = SigmoidCrossEntropy {
+        probabilities: Mutex::new(None),
+    };
+    logits.apply_op2(&target.detach(), op)
 }
 
-struct SigmoidCrossEntropy;
+/// The loss, keeping the forward pass's probabilities for the backward pass, which would
+/// otherwise compute the same `exp` of every cell again.
+struct SigmoidCrossEntropy {
+    probabilities: Mutex<Option<Vec<f32>>>,
+}
 
 fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
@@ -77,16 +86,16 @@ impl CustomOp2 for SigmoidCrossEntropy {
     ) -> Result<(CpuStorage, Shape)> {
         let (zs, xs, rows, codes) = operands(logits, logits_layout, target, target_layout)?;
         let eps = LOG_EPS as f32;
-        let losses: Vec<f32> = zs
+        let probabilities: Vec<f32> = zs.iter().map(|&z| sigmoid(z)).collect();
+        let losses: Vec<f32> = probabilities
             .chunks(codes.max(1))
             .zip(xs.chunks(codes.max(1)))
             .take(rows)
-            .map(|(z_row, x_row)| {
-                let log_likelihood: f32 = z_row
+            .map(|(p_row, x_row)| {
+                let log_likelihood: f32 = p_row
                     .iter()
                     .zip(x_row)
-                    .map(|(&z, &x)| {
-                        let p = sigmoid(z);
+                    .map(|(&p, &x)| {
                         // For a 0/1 target one of the two terms is exactly zero: one logarithm.
                         if x == 1.0 {
                             (p + eps).ln()
@@ -100,6 +109,9 @@ impl CustomOp2 for SigmoidCrossEntropy {
                 -log_likelihood
             })
             .collect();
+        if let Ok(mut slot) = self.probabilities.lock() {
+            *slot = Some(probabilities);
+        }
         Ok((CpuStorage::F32(losses), Shape::from(rows)))
     }
 
@@ -115,6 +127,11 @@ impl CustomOp2 for SigmoidCrossEntropy {
             &target.contiguous()?,
             &CrossEntropyGradient {
                 upstream: grad.to_vec1::<f32>()?,
+                probabilities: self
+                    .probabilities
+                    .lock()
+                    .ok()
+                    .and_then(|mut slot| slot.take()),
             },
         )?;
         Ok((Some(grad_logits), None))
@@ -124,6 +141,8 @@ impl CustomOp2 for SigmoidCrossEntropy {
 /// `d loss_row / d z` times the upstream gradient of each row's loss.
 struct CrossEntropyGradient {
     upstream: Vec<f32>,
+    /// `sigmoid(z)` of every cell, from the forward pass; computed again when absent.
+    probabilities: Option<Vec<f32>>,
 }
 
 impl CustomOp2 for CrossEntropyGradient {
@@ -143,14 +162,17 @@ impl CustomOp2 for CrossEntropyGradient {
             candle_core::bail!("{} row gradients for {rows} rows", self.upstream.len());
         }
         let eps = LOG_EPS as f32;
+        let probabilities = match &self.probabilities {
+            Some(cached) if cached.len() == zs.len() => std::borrow::Cow::Borrowed(cached),
+            _ => std::borrow::Cow::Owned(zs.iter().map(|&z| sigmoid(z)).collect()),
+        };
         let mut out = Vec::with_capacity(rows * codes);
-        for ((z_row, x_row), &g) in zs
+        for ((p_row, x_row), &g) in probabilities
             .chunks(codes.max(1))
             .zip(xs.chunks(codes.max(1)))
             .zip(&self.upstream)
         {
-            out.extend(z_row.iter().zip(x_row).map(|(&z, &x)| {
-                let p = sigmoid(z);
+            out.extend(p_row.iter().zip(x_row).map(|(&p, &x)| {
                 let d_p = if x == 1.0 {
                     -1.0 / (p + eps)
                 } else if x == 0.0 {
@@ -215,5 +237,25 @@ mod tests {
                 "{want:?} vs {got:?}"
             );
         }
+    }
+
+    /// The backward pass gives the same bits whether it reuses the forward pass's
+    /// probabilities or computes them again.
+    #[test]
+    fn cached_and_recomputed_probabilities_give_the_same_gradient() {
+        let device = Device::Cpu;
+        let logits = Tensor::new(&[[0.3f32, -2.0, 9.0], [1.5, 0.0, -0.7]], &device).unwrap();
+        let target = Tensor::new(&[[1f32, 0.0, 1.0], [0.0, 1.0, 0.0]], &device).unwrap();
+        let values: Vec<f32> = logits.flatten_all().unwrap().to_vec1().unwrap();
+        let cached = values.iter().map(|&z| sigmoid(z)).collect();
+        let gradient = |probabilities| {
+            let op = CrossEntropyGradient {
+                upstream: vec![0.5, -2.0],
+                probabilities,
+            };
+            let out = logits.apply_op2_no_bwd(&target, &op).unwrap();
+            out.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
+        assert_eq!(gradient(Some(cached)), gradient(None));
     }
 }
