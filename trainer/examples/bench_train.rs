@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use medgan_train::config::TrainConfig;
 use medgan_train::data::{EmptyPatients, InputArgs, PatientMatrix, load_input};
+use medgan_train::train::memory::peak_resident;
 use medgan_train::train::{RunOptions, compare_traces, parse_device, run, write_trace};
 
 /// As in the `medgan-train` binary: candle allocates fresh tensors at every step, and glibc's
@@ -63,14 +64,6 @@ fn load(which: &str) -> anyhow::Result<PatientMatrix> {
     };
     args.empty_patients = EmptyPatients::Drop;
     Ok(load_input(&args)?.0)
-}
-
-/// Peak resident memory of this process so far, in MiB (`VmHWM`), where Linux reports it.
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -146,7 +139,7 @@ fn main() -> anyhow::Result<()> {
             .map(|e| seconds(e.duration)).collect::<Vec<_>>(),
         "gan_epoch_s": outcome.gan_history.iter()
             .map(|e| seconds(e.duration)).collect::<Vec<_>>(),
-        "peak_rss_mb": peak_rss_mib(),
+        "peak_rss_mb": peak_resident().map(|bytes| bytes as f64 / (1024.0 * 1024.0)),
         "run_dir": args.keep.as_ref().map(|p| p.display().to_string()),
         "profile": profile,
     });

@@ -9,7 +9,7 @@ use crate::data::PatientMatrix;
 use crate::model::MedganModel;
 
 /// Held-out patients scored per forward pass; a row's loss does not depend on its batch.
-const VALIDATION_CHUNK: usize = 1024;
+pub(crate) const VALIDATION_CHUNK: usize = 1024;
 
 /// Shuffles the training patients and takes one Adam step per batch of `batch_size`.
 ///

@@ -12,6 +12,7 @@ use std::fmt;
 
 use medgan_sample::DataType;
 
+use super::autoencoder::VALIDATION_CHUNK;
 use super::quality::QUALITY_CHUNK_ROWS;
 use crate::config::TrainConfig;
 use crate::data::PatientMatrix;
@@ -31,8 +32,6 @@ const AUTOENCODER_STEP_CELLS: f64 = 35.0;
 /// As [`AUTOENCODER_STEP_CELLS`] for a validation chunk, whose forward graph lives until its
 /// loss is read (measured: 14.5 at 500 x 10,000).
 const AUTOENCODER_VALIDATION_CELLS: f64 = 15.0;
-/// Held-out patients the autoencoder scores per forward pass (`autoencoder::VALIDATION_CHUNK`).
-const AUTOENCODER_VALIDATION_ROWS: usize = 1024;
 /// As [`AUTOENCODER_STEP_CELLS`] for a GAN step: the generated records, the decoder's and the
 /// discriminator's activations and the generator update's gradients (measured: the peak grows
 /// by 16.7 cells per extra row from 500 to 1000 rows x 10,000 codes, of which
@@ -178,7 +177,7 @@ impl MemoryEstimate {
         let bytes = |value: f64| value.ceil() as u64;
         let ae_rows = config.autoencoder.batch_size.min(train);
         let gan_rows = config.training.batch_size.min(train);
-        let validation_rows = AUTOENCODER_VALIDATION_ROWS.min(holdout);
+        let validation_rows = VALIDATION_CHUNK.min(holdout);
         let gan_validation_rows = gan_rows.min(holdout);
         let gan_update = sizes.discriminator.max(sizes.generator_update);
         let mut transients = vec![

@@ -129,10 +129,22 @@ pub fn compare_traces(a: &Path, b: &Path) -> Result<TraceDifference, TrainError>
         if !is_loss && !name.contains(".after.") {
             continue;
         }
-        let b_value = b_tensors.get(name).ok_or_else(|| TrainError::Resume {
-            path: b.to_path_buf(),
-            why: format!("the trace has no `{name}`"),
-        })?;
+        let bad = |why: String| {
+            TrainError::Model(crate::model::ModelError::BadFile {
+                path: b.to_path_buf(),
+                why,
+            })
+        };
+        let b_value = b_tensors
+            .get(name)
+            .ok_or_else(|| bad(format!("the trace has no `{name}`")))?;
+        if b_value.dims() != a_value.dims() {
+            return Err(bad(format!(
+                "`{name}` has shape {:?}, the other trace {:?}",
+                b_value.dims(),
+                a_value.dims()
+            )));
+        }
         let a_values = a_value.flatten_all()?.to_vec1::<f32>()?;
         let b_values = b_value.flatten_all()?.to_vec1::<f32>()?;
         let worst = a_values
