@@ -8,6 +8,8 @@ use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 
+use super::activation::{Kind, activate};
+
 /// Element-wise non-linearity of a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Activation {
@@ -19,9 +21,9 @@ pub(crate) enum Activation {
 impl Activation {
     pub(crate) fn apply(self, xs: &Tensor) -> Result<Tensor> {
         match self {
-            Activation::Relu => xs.relu(),
-            Activation::Tanh => xs.tanh(),
-            Activation::Sigmoid => candle_nn::ops::sigmoid(xs),
+            Activation::Relu => activate(Kind::Relu, xs),
+            Activation::Tanh => activate(Kind::Tanh, xs),
+            Activation::Sigmoid => activate(Kind::Sigmoid, xs),
         }
     }
 }

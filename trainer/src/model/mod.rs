@@ -1,5 +1,6 @@
 //! The medGAN networks, built under fixed weight names, and their safetensors file.
 
+mod activation;
 pub mod arch;
 pub(crate) mod autoencoder;
 mod cross_entropy;

@@ -33,6 +33,11 @@ pub fn set_cpu_threads(threads: usize) {
     CPU_THREADS.store(threads.max(1), Ordering::Relaxed);
 }
 
+/// The thread count set by [`set_cpu_threads`].
+pub(crate) fn cpu_threads() -> usize {
+    CPU_THREADS.load(Ordering::Relaxed)
+}
+
 /// `x W^T (+ b)` for `x` `[rows, in]`, `weight` `[out, in]` (views are fine) and an optional
 /// `bias` `[out]`, differentiable in whichever of them tracks a gradient.
 pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
@@ -269,8 +274,7 @@ fn multiply(a: Operand<'_>, b: Operand<'_>) -> Result<(CpuStorage, Shape)> {
     let (m, n) = (a.rows, b.cols);
     let mut out = vec![0f32; m * n];
     let work = m * n * a.cols;
-    let threads = CPU_THREADS
-        .load(Ordering::Relaxed)
+    let threads = cpu_threads()
         .min(work / MIN_WORK_PER_THREAD)
         .clamp(1, m.max(1));
     if threads == 1 || n == 0 {
