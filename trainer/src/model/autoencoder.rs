@@ -6,6 +6,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::cross_entropy::sigmoid_cross_entropy;
 use super::layers::{Activation, Dense, add_rows};
+use super::minibatch::sparse_linear;
 use super::sparse::SparseRecords;
 
 /// Added inside every logarithm, as medGAN does, so that saturated outputs stay finite.
@@ -70,10 +71,13 @@ impl Autoencoder {
     /// [`Self::encode`] for a sparse batch: the first layer gathers weight columns.
     pub(crate) fn encode_sparse(&self, records: &SparseRecords) -> Result<Tensor> {
         let first = &self.encoder[0];
-        let mut xs = records.matmul_t(first.weight.as_tensor())?;
-        if let Some(bias) = &first.bias {
-            xs = add_rows(&xs, bias)?;
-        }
+        let mut xs = match &first.bias {
+            Some(bias) if first.weight.device().is_cpu() => {
+                sparse_linear(records.cells(), &first.weight, bias, false)?
+            }
+            Some(bias) => add_rows(&records.matmul_t(first.weight.as_tensor())?, bias)?,
+            None => records.matmul_t(first.weight.as_tensor())?,
+        };
         xs = self.hidden.apply(&xs)?;
         for layer in &self.encoder[1..] {
             xs = self.hidden.apply(&layer.forward(&xs)?)?;

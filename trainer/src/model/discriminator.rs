@@ -4,6 +4,7 @@ use candle_core::{Device, Result, Tensor};
 use rand_chacha::ChaCha8Rng;
 
 use super::layers::{Activation, Dense, add_rows, row_mean};
+use super::minibatch::{minibatch_linear, sparse_linear};
 use super::product::linear;
 use super::sparse::SparseRecords;
 
@@ -53,6 +54,11 @@ impl Discriminator {
     /// mean comes with the batch.
     pub(crate) fn forward_sparse(&self, records: &SparseRecords) -> Result<Tensor> {
         check_batch(records.rows())?;
+        let first = &self.layers[0];
+        if let (true, Some(bias)) = (first.weight.device().is_cpu(), &first.bias) {
+            let first = sparse_linear(records.cells(), &first.weight, bias, true)?;
+            return self.after_first(first, Learns::Weights);
+        }
         let n_features = records.width();
         let weight = self.layers[0].weight.as_tensor();
         let own = records.matmul_t(&weight.narrow(1, 0, n_features)?)?;
@@ -66,13 +72,17 @@ impl Discriminator {
         let n_features = records.dim(1)?;
         check_batch(records.dim(0)?)?;
         let (weight, bias) = params(&self.layers[0], learns);
-        let own_weight = weight.narrow(1, 0, n_features)?;
-        let mean_weight = weight.narrow(1, n_features, n_features)?;
         // Constant records get no gradient; frozen weights came detached from `params`.
         let records = match learns {
             Learns::Weights => records.detach(),
             Learns::Everything | Learns::Records => records.clone(),
         };
+        if let (true, Some(bias)) = (records.device().is_cpu(), &bias) {
+            let first = minibatch_linear(&records, &weight, bias)?;
+            return self.after_first(first, learns);
+        }
+        let own_weight = weight.narrow(1, 0, n_features)?;
+        let mean_weight = weight.narrow(1, n_features, n_features)?;
         let own = linear(&records, &own_weight, None)?;
         // The batch-mean half and the bias are one row, added to every row's own half.
         let shared = linear(&row_mean(&records)?, &mean_weight, bias.as_ref())?;

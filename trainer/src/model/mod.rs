@@ -7,6 +7,7 @@ mod cross_entropy;
 pub(crate) mod discriminator;
 pub(crate) mod generator;
 pub(crate) mod layers;
+mod minibatch;
 pub mod product;
 pub mod sparse;
 

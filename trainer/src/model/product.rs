@@ -55,7 +55,12 @@ pub fn linear(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Ten
 }
 
 /// `op(a) op(b)` without a backward pass, `op` transposing where asked.
-fn product(a: &Tensor, b: &Tensor, transpose_a: bool, transpose_b: bool) -> Result<Tensor> {
+pub(super) fn product(
+    a: &Tensor,
+    b: &Tensor,
+    transpose_a: bool,
+    transpose_b: bool,
+) -> Result<Tensor> {
     a.apply_op2_no_bwd(
         b,
         &Product {
@@ -99,7 +104,7 @@ impl CustomOp2 for Linear {
 }
 
 /// `x W^T + b`, the bias added as the product is written out.
-struct LinearWithBias;
+pub(super) struct LinearWithBias;
 
 impl CustomOp3 for LinearWithBias {
     fn name(&self) -> &'static str {
@@ -204,7 +209,7 @@ impl CustomOp2 for Product {
 
 /// A matrix read from a strided f32 storage, possibly transposed.
 #[derive(Clone, Copy)]
-struct Operand<'a> {
+pub(super) struct Operand<'a> {
     values: &'a [f32],
     offset: usize,
     rows: usize,
@@ -214,7 +219,7 @@ struct Operand<'a> {
 }
 
 impl<'a> Operand<'a> {
-    fn new(storage: &'a CpuStorage, layout: &Layout, transpose: bool) -> Result<Self> {
+    pub(super) fn new(storage: &'a CpuStorage, layout: &Layout, transpose: bool) -> Result<Self> {
         let values = storage.as_slice::<f32>()?;
         let (&[rows, cols], &[row_stride, col_stride]) = (layout.dims(), layout.stride()) else {
             candle_core::bail!(
@@ -229,25 +234,52 @@ impl<'a> Operand<'a> {
             cols,
             row_stride,
             col_stride,
-        };
-        // The last element read must lie inside the storage (the product reads no other).
-        if rows > 0 && cols > 0 {
-            let last = operand.offset + (rows - 1) * row_stride + (cols - 1) * col_stride;
-            if last >= values.len() {
+        }
+        .checked()?;
+        Ok(if transpose { operand.t() } else { operand })
+    }
+
+    /// The `[rows, cols]` matrix whose rows start `row_stride` values apart in `values`, the
+    /// first at `offset`.
+    pub(super) fn rows_of(
+        values: &'a [f32],
+        offset: usize,
+        rows: usize,
+        cols: usize,
+        row_stride: usize,
+    ) -> Result<Self> {
+        Self {
+            values,
+            offset,
+            rows,
+            cols,
+            row_stride,
+            col_stride: 1,
+        }
+        .checked()
+    }
+
+    /// `self` if the last element it reads lies inside its values (a product reads no other).
+    fn checked(self) -> Result<Self> {
+        if self.rows > 0 && self.cols > 0 {
+            let last =
+                self.offset + (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride;
+            if last >= self.values.len() {
                 candle_core::bail!("a product operand's layout reaches past its storage");
             }
         }
-        Ok(if transpose {
-            Self {
-                rows: cols,
-                cols: rows,
-                row_stride: col_stride,
-                col_stride: row_stride,
-                ..operand
-            }
-        } else {
-            operand
-        })
+        Ok(self)
+    }
+
+    /// The transpose, reading the same values.
+    pub(super) fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
     }
 
     /// Rows `start..start + count` of this matrix.
@@ -261,7 +293,22 @@ impl<'a> Operand<'a> {
 }
 
 /// `a b` into a new row-major storage, the rows of the result split between threads.
-fn multiply(a: Operand<'_>, b: Operand<'_>) -> Result<(CpuStorage, Shape)> {
+pub(super) fn multiply(a: Operand<'_>, b: Operand<'_>) -> Result<(CpuStorage, Shape)> {
+    let (m, n) = (a.rows, b.cols);
+    let mut out = vec![0f32; m * n];
+    multiply_rows_into(a, b, &mut out, n)?;
+    Ok((CpuStorage::F32(out), Shape::from((m, n))))
+}
+
+/// `a b` written into the first `b.cols` values of each of the `a.rows` rows of `out`, rows
+/// `row_stride` apart (`out` holds exactly `a.rows * row_stride` values), the rows split
+/// between threads. Values past `b.cols` in each row are left as they are.
+pub(super) fn multiply_rows_into(
+    a: Operand<'_>,
+    b: Operand<'_>,
+    out: &mut [f32],
+    row_stride: usize,
+) -> Result<()> {
     if a.cols != b.rows {
         candle_core::bail!(
             "cannot multiply a {}x{} matrix by a {}x{} one",
@@ -272,23 +319,32 @@ fn multiply(a: Operand<'_>, b: Operand<'_>) -> Result<(CpuStorage, Shape)> {
         );
     }
     let (m, n) = (a.rows, b.cols);
-    let mut out = vec![0f32; m * n];
+    if row_stride < n || out.len() != m * row_stride {
+        candle_core::bail!(
+            "a product of {m}x{n} cannot be written into {} values, rows {row_stride} apart",
+            out.len()
+        );
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
     let work = m * n * a.cols;
     let threads = cpu_threads()
         .min(work / MIN_WORK_PER_THREAD)
         .clamp(1, m.max(1));
-    if threads == 1 || n == 0 {
-        multiply_into(a, b, &mut out);
+    if threads == 1 {
+        multiply_into(a, b, out, row_stride);
     } else {
         // Blocks of rows handed out one at a time: a thread the scheduler holds back (another
         // process on the core) leaves its share to the others instead of stalling the product.
         let block_rows = m.div_ceil(threads * BLOCKS_PER_THREAD).max(MIN_BLOCK_ROWS);
-        let blocks = Mutex::new(out.chunks_mut(block_rows * n).enumerate());
+        let blocks = Mutex::new(out.chunks_mut(block_rows * row_stride).enumerate());
         let work = || {
             loop {
                 let next = blocks.lock().map(|mut blocks| blocks.next());
                 let Ok(Some((i, block))) = next else { break };
-                multiply_into(a.rows_from(i * block_rows, block.len() / n), b, block);
+                let rows = block.len() / row_stride;
+                multiply_into(a.rows_from(i * block_rows, rows), b, block, row_stride);
             }
         };
         std::thread::scope(|scope| {
@@ -298,29 +354,31 @@ fn multiply(a: Operand<'_>, b: Operand<'_>) -> Result<(CpuStorage, Shape)> {
             work();
         });
     }
-    Ok((CpuStorage::F32(out), Shape::from((m, n))))
+    Ok(())
 }
 
-/// `a b` written into `out`, row-major `[a.rows, b.cols]`, on the calling thread.
+/// `a b` written into `out` (`a.rows` rows `row_stride` apart, `b.cols` values each), on the
+/// calling thread.
 #[allow(unsafe_code)]
-fn multiply_into(a: Operand<'_>, b: Operand<'_>, out: &mut [f32]) {
+fn multiply_into(a: Operand<'_>, b: Operand<'_>, out: &mut [f32], row_stride: usize) {
     let (m, n, k) = (a.rows, b.cols, a.cols);
     assert!(
-        out.len() == m * n && b.rows == k,
+        out.len() == m * row_stride && row_stride >= n && b.rows == k,
         "product shapes checked by the caller"
     );
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        out.fill(0.0);
+        out.chunks_mut(row_stride)
+            .for_each(|row| row[..n].fill(0.0));
         return;
     }
     // SAFETY: `Operand::new` checked that every element `offset + i * row_stride + j *
     // col_stride` for `i < rows, j < cols` lies inside `values` (and `rows_from` only narrows
-    // the rows), so gemm reads inside both slices; it writes `m x n` row-major values into
-    // `out`, which holds exactly that many, borrowed mutably and alone. With `read_dst` false
-    // the destination is written, never read.
+    // the rows), so gemm reads inside both slices; it writes `m` rows of `n` values, `row_stride`
+    // apart, into `out`, which holds `m * row_stride` values (asserted above), borrowed mutably
+    // and alone. With `read_dst` false the destination is written, never read.
     unsafe {
         gemm::gemm(
             m,
@@ -328,7 +386,7 @@ fn multiply_into(a: Operand<'_>, b: Operand<'_>, out: &mut [f32]) {
             k,
             out.as_mut_ptr(),
             1,
-            n as isize,
+            row_stride as isize,
             false,
             a.values.as_ptr().add(a.offset),
             a.col_stride as isize,
@@ -438,7 +496,17 @@ mod tests {
             let a = Operand::new(sa, a.1, false).unwrap();
             let b = Operand::new(sb, b.1, true).unwrap();
             let mut out = vec![0f32; 1301 * 297];
-            multiply_into(a, b, &mut out);
+            multiply_into(a, b, &mut out, 297);
+            // Written rows 300 apart, split between threads, the same values and nothing past
+            // each row's 297.
+            set_cpu_threads(2);
+            let mut wide = vec![-7f32; 1301 * 300];
+            multiply_rows_into(a, b, &mut wide, 300).unwrap();
+            for (row, want) in wide.chunks(300).zip(out.chunks(297)) {
+                assert_eq!(&row[..297], want);
+                assert_eq!(row[297..], [-7.0; 3]);
+            }
+            assert!(multiply_rows_into(a, b, &mut wide[1..], 300).is_err());
             out
         };
         set_cpu_threads(3);

@@ -6,7 +6,11 @@
 //! `index_select` and `index_add`, both differentiable, so gradients reach the weights as with
 //! the dense product.
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Result, Tensor};
+
+use super::minibatch::Cells;
 
 /// Row ids, column ids and values of the non-zero cells of a batch, with its column means.
 pub struct SparseRecords {
@@ -21,6 +25,8 @@ pub struct SparseRecords {
     values: Option<Tensor>,
     /// Mean of each column over the batch, `[1, width]`.
     column_mean: Tensor,
+    /// The same cells in compressed rows, for the CPU's fused first layers.
+    cells: Arc<Cells>,
 }
 
 impl SparseRecords {
@@ -33,6 +39,7 @@ impl SparseRecords {
         let (mut row_ids, mut cols, mut values) = (Vec::new(), Vec::new(), Vec::new());
         let mut column_sum = vec![0f64; width];
         let mut n_rows = 0u32;
+        let mut row_start = vec![0usize];
         for (indices, counts) in rows {
             for (&col, &count) in indices.iter().zip(counts) {
                 let Some(sum) = column_sum.get_mut(col as usize) else {
@@ -44,6 +51,7 @@ impl SparseRecords {
                 values.push(count as f32);
             }
             n_rows += 1;
+            row_start.push(cols.len());
         }
         let rows = n_rows as usize;
         let nnz = cols.len();
@@ -51,19 +59,26 @@ impl SparseRecords {
             .iter()
             .map(|&s| (s / rows.max(1) as f64) as f32)
             .collect();
-        let values = if values.iter().all(|&v| v == 1.0) {
-            None
-        } else {
-            Some(Tensor::from_vec(values, (nnz, 1), device)?)
-        };
+        let values = (!values.iter().all(|&v| v == 1.0)).then_some(values);
+        let cells = Arc::new(Cells {
+            rows,
+            width,
+            row_start,
+            cols: cols.clone(),
+            values: values.clone(),
+            mean: column_mean.clone(),
+        });
         Ok(Self {
             rows,
             width,
             nnz,
             row_ids: Tensor::from_vec(row_ids, nnz, device)?,
             cols: Tensor::from_vec(cols, nnz, device)?,
-            values,
+            values: values
+                .map(|values| Tensor::from_vec(values, (nnz, 1), device))
+                .transpose()?,
             column_mean: Tensor::from_vec(column_mean, (1, width), device)?,
+            cells,
         })
     }
 
@@ -78,6 +93,11 @@ impl SparseRecords {
     /// Mean of each column over the batch, `[1, width]`.
     pub(crate) fn column_mean(&self) -> &Tensor {
         &self.column_mean
+    }
+
+    /// The cells in compressed rows.
+    pub(crate) fn cells(&self) -> &Arc<Cells> {
+        &self.cells
     }
 
     /// `x W^T` `[rows, out]` for a weight `[out, width]` (a view is fine): each row sums the
