@@ -8,9 +8,9 @@
 //! for the sigmoid. Large tensors are split between the product threads (see
 //! [`super::product::set_cpu_threads`]).
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::product::cpu_threads;
+use super::product::{LinearWithBias, cpu_threads, linear};
 
 /// Fewest elements per thread: below this a second thread costs more than it saves.
 const MIN_ELEMENTS_PER_THREAD: usize = 1 << 18;
@@ -69,6 +69,17 @@ pub(crate) fn activate(kind: Kind, xs: &Tensor) -> Result<Tensor> {
     xs.contiguous()?.apply_op1(Activate(kind))
 }
 
+/// `sigmoid(x W^T + b)`, the binary decoder's output layer, differentiable. On the CPU it is one
+/// operation: the product's output becomes the probabilities in place, and the backward pass
+/// turns their gradient into the logits' without a logits tensor in the graph (whose gradient
+/// candle would zero and add, at the size of a whole batch of records).
+pub(crate) fn linear_sigmoid(xs: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    if !xs.device().is_cpu() {
+        return activate(Kind::Sigmoid, &linear(xs, weight, Some(bias))?);
+    }
+    xs.apply_op3(weight, bias, LinearSigmoid)
+}
+
 struct Activate(Kind);
 
 impl CustomOp1 for Activate {
@@ -97,6 +108,46 @@ impl CustomOp1 for Activate {
     fn bwd(&self, _xs: &Tensor, ys: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let grad = grad.contiguous()?;
         Ok(Some(ys.apply_op2_no_bwd(&grad, &Chain(self.0))?))
+    }
+}
+
+struct LinearSigmoid;
+
+impl CustomOp3 for LinearSigmoid {
+    fn name(&self) -> &'static str {
+        "medgan-linear-sigmoid"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xs_layout: &Layout,
+        weight: &CpuStorage,
+        weight_layout: &Layout,
+        bias: &CpuStorage,
+        bias_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (storage, shape) =
+            LinearWithBias.cpu_fwd(xs, xs_layout, weight, weight_layout, bias, bias_layout)?;
+        let CpuStorage::F32(mut out) = storage else {
+            candle_core::bail!("a product of f32 matrices is f32");
+        };
+        for_each_block(&mut out, |_, block| {
+            block.iter_mut().for_each(|y| *y = Kind::Sigmoid.value(*y));
+        });
+        Ok((CpuStorage::F32(out), shape))
+    }
+
+    fn bwd(
+        &self,
+        xs: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        ys: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let logits_grad = ys.apply_op2_no_bwd(&grad.contiguous()?, &Chain(Kind::Sigmoid))?;
+        LinearWithBias.bwd(xs, weight, bias, ys, &logits_grad)
     }
 }
 
@@ -214,6 +265,41 @@ mod tests {
             let plain = loss(&plain).backward().unwrap();
             let (ours, plain) = (ours.get(&xs).unwrap(), plain.get(&xs).unwrap());
             assert!(max_difference(ours, plain) < 1e-5, "{kind:?} gradients");
+        }
+    }
+
+    #[test]
+    fn linear_sigmoid_equals_the_two_steps_with_gradients() {
+        let device = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(13);
+        let var = |rng: &mut ChaCha8Rng, rows, cols| {
+            Var::from_tensor(&normal_tensor(rng, rows, cols, &device).unwrap()).unwrap()
+        };
+        let (xs, weight) = (var(&mut rng, 9, 6), var(&mut rng, 5, 6));
+        let bias = Var::from_tensor(
+            &normal_tensor(&mut rng, 1, 5, &device)
+                .unwrap()
+                .reshape(5)
+                .unwrap(),
+        )
+        .unwrap();
+        let targets = normal_tensor(&mut rng, 9, 5, &device).unwrap();
+        let loss = |ys: &Tensor| (ys * &targets).unwrap().sqr().unwrap().sum_all().unwrap();
+        let fused = linear_sigmoid(&xs, &weight, &bias).unwrap();
+        let plain = xs
+            .matmul(&weight.t().unwrap())
+            .unwrap()
+            .broadcast_add(&bias)
+            .unwrap();
+        let plain = candle_nn::ops::sigmoid(&plain).unwrap();
+        assert!(max_difference(&fused, &plain) < 1e-6);
+        let (fused, plain) = (
+            loss(&fused).backward().unwrap(),
+            loss(&plain).backward().unwrap(),
+        );
+        for (var, what) in [(&xs, "records"), (&weight, "weight"), (&bias, "bias")] {
+            let difference = max_difference(fused.get(var).unwrap(), plain.get(var).unwrap());
+            assert!(difference < 1e-5, "{what}: {difference}");
         }
     }
 

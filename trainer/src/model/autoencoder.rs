@@ -4,6 +4,7 @@ use candle_core::{Device, Result, Tensor};
 use medgan_sample::DataType;
 use rand_chacha::ChaCha8Rng;
 
+use super::activation::linear_sigmoid;
 use super::cross_entropy::sigmoid_cross_entropy;
 use super::layers::{Activation, Dense, add_rows};
 use super::minibatch::sparse_linear;
@@ -90,8 +91,13 @@ impl Autoencoder {
         let mut xs = embedding.clone();
         let last = self.decoder.len() - 1;
         for (i, layer) in self.decoder.iter().enumerate() {
-            let activation = if i == last { self.output } else { self.hidden };
-            xs = activation.apply(&layer.forward(&xs)?)?;
+            xs = match (i == last, self.output, &layer.bias) {
+                (true, Activation::Sigmoid, Some(bias)) => {
+                    linear_sigmoid(&xs, &layer.weight, bias)?
+                }
+                (true, output, _) => output.apply(&layer.forward(&xs)?)?,
+                (false, ..) => self.hidden.apply(&layer.forward(&xs)?)?,
+            };
         }
         Ok(xs)
     }
