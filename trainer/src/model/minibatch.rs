@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::product::{LinearWithBias, Operand, multiply, multiply_rows_into, product};
+use super::product::{LinearWithBias, Operand, multiply, multiply_rows_into, product, row_sum};
 
 /// `[x, mean(x)] W^T + b` for records `[B, F]`, a weight `[H, 2F]` and a bias `[H]`,
 /// differentiable in whichever of them tracks a gradient. CPU only.
@@ -198,14 +198,6 @@ impl CustomOp3 for MinibatchLinear {
         let grad = grad.contiguous()?;
         let (rows, width) = xs.dims2()?;
         let hidden = weight.dim(0)?;
-        let column_sum = || {
-            product(
-                &Tensor::ones((1, rows), grad.dtype(), grad.device())?,
-                &grad,
-                false,
-                false,
-            )
-        };
         let grad_weight = if weight.track_op() {
             let mean = self.mean.lock().ok().and_then(|saved| saved.clone());
             let Some(mean) = mean else {
@@ -216,14 +208,14 @@ impl CustomOp3 for MinibatchLinear {
             None
         };
         let grad_bias = if bias.track_op() {
-            Some(column_sum()?.reshape(hidden)?)
+            Some(row_sum(&grad)?.reshape(hidden)?)
         } else {
             None
         };
         let grad_xs = if xs.track_op() {
             // g W_x, plus the mean row of g through W_m added to every row.
             let row = (product(
-                &column_sum()?,
+                &row_sum(&grad)?,
                 &weight.narrow(1, width, width)?,
                 false,
                 false,
@@ -356,8 +348,7 @@ impl CustomOp2 for SparseLinear {
             None
         };
         let grad_bias = if bias.track_op() {
-            let ones = Tensor::ones((1, grad.dim(0)?), grad.dtype(), grad.device())?;
-            Some(product(&ones, &grad, false, false)?.reshape(bias.shape())?)
+            Some(row_sum(&grad)?.reshape(bias.shape())?)
         } else {
             None
         };

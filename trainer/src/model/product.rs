@@ -156,13 +156,19 @@ impl CustomOp3 for LinearWithBias {
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (grad_xs, grad_weight) = linear_gradients(xs, weight, grad)?;
         let grad_bias = if bias.track_op() {
-            let ones = Tensor::ones((1, grad.dim(0)?), grad.dtype(), grad.device())?;
-            Some(product(&ones, grad, false, false)?.reshape(bias.shape())?)
+            Some(row_sum(grad)?.reshape(bias.shape())?)
         } else {
             None
         };
         Ok((grad_xs, grad_weight, grad_bias))
     }
+}
+
+/// The sum of the rows of a matrix, `[1, cols]`: a bias's gradient from its output's, as one
+/// product with a row of ones (faster than candle's sum over the batch on the CPU).
+pub(super) fn row_sum(xs: &Tensor) -> Result<Tensor> {
+    let ones = Tensor::ones((1, xs.dim(0)?), xs.dtype(), xs.device())?;
+    product(&ones, xs, false, false)
 }
 
 /// The gradients of `x W^T` that `xs` and `weight` track: `g W` and `g^T x`.
