@@ -227,19 +227,9 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
+    use crate::export::testing::max_abs_diff;
     use crate::model::layers::normal_tensor;
     use crate::model::product::set_cpu_threads;
-
-    fn max_difference(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     /// Values and gradients equal candle's own activations, through a downstream function
     /// whose gradient differs per element, on a tensor large enough to be split.
@@ -259,12 +249,12 @@ mod tests {
                 Kind::Sigmoid => candle_nn::ops::sigmoid(&xs).unwrap(),
             };
             let ours = activate(kind, &xs).unwrap();
-            assert!(max_difference(&ours, &plain) < 1e-6, "{kind:?} values");
+            assert!(max_abs_diff(&ours, &plain) < 1e-6, "{kind:?} values");
             let loss = |ys: &Tensor| (ys * &weights).unwrap().sum_all().unwrap();
             let ours = loss(&ours).backward().unwrap();
             let plain = loss(&plain).backward().unwrap();
             let (ours, plain) = (ours.get(&xs).unwrap(), plain.get(&xs).unwrap());
-            assert!(max_difference(ours, plain) < 1e-5, "{kind:?} gradients");
+            assert!(max_abs_diff(ours, plain) < 1e-5, "{kind:?} gradients");
         }
     }
 
@@ -292,13 +282,13 @@ mod tests {
             .broadcast_add(&bias)
             .unwrap();
         let plain = candle_nn::ops::sigmoid(&plain).unwrap();
-        assert!(max_difference(&fused, &plain) < 1e-6);
+        assert!(max_abs_diff(&fused, &plain) < 1e-6);
         let (fused, plain) = (
             loss(&fused).backward().unwrap(),
             loss(&plain).backward().unwrap(),
         );
         for (var, what) in [(&xs, "records"), (&weight, "weight"), (&bias, "bias")] {
-            let difference = max_difference(fused.get(var).unwrap(), plain.get(var).unwrap());
+            let difference = max_abs_diff(fused.get(var).unwrap(), plain.get(var).unwrap());
             assert!(difference < 1e-5, "{what}: {difference}");
         }
     }

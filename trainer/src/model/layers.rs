@@ -189,6 +189,7 @@ impl BatchNorm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::testing::max_abs_diff;
     use rand::SeedableRng;
 
     #[test]
@@ -238,8 +239,7 @@ mod tests {
                 .unwrap(),
         );
         let close = |a: &Tensor, b: &Tensor| {
-            let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
-            assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+            assert!(max_abs_diff(a, b) < 1e-5);
         };
         close(&fast, &plain);
         let (fast, plain) = (fast.backward().unwrap(), plain.backward().unwrap());

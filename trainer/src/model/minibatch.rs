@@ -417,6 +417,7 @@ impl CustomOp1 for SparseWeightGradient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::testing::max_abs_diff;
     use candle_core::backprop::GradStore;
     use candle_core::{Device, Var};
     use rand::SeedableRng;
@@ -436,8 +437,7 @@ mod tests {
 
     fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
         assert_eq!(a.dims(), b.dims(), "{what}");
-        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
-        let diff = diff.to_scalar::<f32>().unwrap();
+        let diff = max_abs_diff(a, b);
         assert!(diff < 1e-5, "{what}: max difference {diff}");
     }
 

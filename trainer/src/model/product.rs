@@ -413,13 +413,13 @@ fn multiply_into(a: Operand<'_>, b: Operand<'_>, out: &mut [f32], row_stride: us
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::testing::max_abs_diff;
     use candle_core::{Device, Var};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
     fn close(a: &Tensor, b: &Tensor) {
-        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
-        let diff = diff.to_scalar::<f32>().unwrap();
+        let diff = max_abs_diff(a, b);
         assert!(diff < 1e-5, "max difference {diff}");
     }
 

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::config::TrainConfig;
+use crate::export::testing::max_abs_diff;
 use medgan_sample::DataType;
 
 fn small_arch(data_type: DataType) -> Architecture {
@@ -118,18 +119,8 @@ fn training_mode_moves_running_stats_inference_mode_does_not() {
     let after = mean_of(&model);
     assert_ne!(after, before);
     let eval_b = model.generate_embedding(&input, false).unwrap();
-    let diff = |a: &Tensor, b: &Tensor| {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
-    assert!(diff(&eval_a, &train) > 1e-3);
-    assert!(diff(&eval_a, &eval_b) > 0.0);
+    assert!(max_abs_diff(&eval_a, &train) > 1e-3);
+    assert!(max_abs_diff(&eval_a, &eval_b) > 0.0);
     model.refresh_batch_norm(3, 16, 7).unwrap();
     assert_ne!(mean_of(&model), after);
     assert!(model.generate_embedding(&noise(1, 8, 1), true).is_err());
