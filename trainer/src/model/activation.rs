@@ -10,7 +10,8 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::product::{LinearWithBias, cpu_threads, linear};
+use super::cross_entropy::sigmoid;
+use super::product::{LinearWithBias, contiguous_f32, cpu_threads, linear};
 
 /// Fewest elements per thread: below this a second thread costs more than it saves.
 const MIN_ELEMENTS_PER_THREAD: usize = 1 << 18;
@@ -28,7 +29,7 @@ impl Kind {
         match self {
             Kind::Relu => x.max(0.0),
             Kind::Tanh => tanh(x),
-            Kind::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Kind::Sigmoid => sigmoid(x),
         }
     }
 
@@ -189,11 +190,7 @@ impl CustomOp2 for Chain {
 }
 
 fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-    let values = storage.as_slice::<f32>()?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&values[start..end]),
-        None => candle_core::bail!("an activation's operands must be contiguous"),
-    }
+    contiguous_f32(storage, layout, "an activation's operand")
 }
 
 /// Calls `work(start, block)` on consecutive blocks of `out` that together cover it, on up to

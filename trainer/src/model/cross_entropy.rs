@@ -37,7 +37,8 @@ struct SigmoidCrossEntropy {
     probabilities: Mutex<Option<Vec<f32>>>,
 }
 
-fn sigmoid(z: f32) -> f32 {
+/// The logistic function of one value (also the activation's, so both agree to the bit).
+pub(super) fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
 }
 

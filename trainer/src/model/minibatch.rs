@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::product::{LinearWithBias, Operand, multiply, multiply_rows_into, product, row_sum};
+use super::product::{
+    LinearWithBias, Operand, contiguous_f32, multiply, multiply_rows_into, product, row_sum,
+};
 
 /// `[x, mean(x)] W^T + b` for records `[B, F]`, a weight `[H, 2F]` and a bias `[H]`,
 /// differentiable in whichever of them tracks a gradient. CPU only.
@@ -97,11 +99,7 @@ fn weight_and_bias<'a>(
 }
 
 fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
-    let values = storage.as_slice::<f32>()?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&values[start..end]),
-        None => candle_core::bail!("a first layer's {what} must be contiguous"),
-    }
+    contiguous_f32(storage, layout, &format!("a first layer's {what}"))
 }
 
 /// Mean of each column of the row-major `[rows, width]` matrix `xs`.

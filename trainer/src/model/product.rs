@@ -120,11 +120,7 @@ impl CustomOp3 for LinearWithBias {
         bias: &CpuStorage,
         bias_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let bias = bias.as_slice::<f32>()?;
-        let bias = match bias_layout.contiguous_offsets() {
-            Some((start, end)) => &bias[start..end],
-            None => candle_core::bail!("a bias must be contiguous"),
-        };
+        let bias = contiguous_f32(bias, bias_layout, "a bias")?;
         let (CpuStorage::F32(mut out), shape) = multiply(
             Operand::new(xs, xs_layout, false)?,
             Operand::new(weight, weight_layout, true)?,
@@ -161,6 +157,20 @@ impl CustomOp3 for LinearWithBias {
             None
         };
         Ok((grad_xs, grad_weight, grad_bias))
+    }
+}
+
+/// The `f32` values of a contiguous operand of a custom operation; `what` names it in the
+/// error ("a bias").
+pub(super) fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> Result<&'a [f32]> {
+    let values = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&values[start..end]),
+        None => candle_core::bail!("{what} must be contiguous"),
     }
 }
 
