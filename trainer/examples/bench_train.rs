@@ -77,7 +77,7 @@ fn main() -> anyhow::Result<()> {
     unsafe {
         std::env::set_var("RAYON_NUM_THREADS", "1")
     };
-    medgan_train::model::product::set_cpu_threads(args.threads);
+    medgan_train::model::set_cpu_threads(args.threads);
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .init();
@@ -124,6 +124,7 @@ fn main() -> anyhow::Result<()> {
             serde_json::json!({
                 "label": part.label,
                 "total_s": seconds(part.total),
+                "cpu_s": seconds(part.cpu),
                 "calls": part.calls,
             })
         })

@@ -285,7 +285,7 @@ fn train_command(args: &TrainArgs, quiet: bool) -> anyhow::Result<()> {
         Some(threads) => threads,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    medgan_train::model::product::set_cpu_threads(threads);
+    medgan_train::model::set_cpu_threads(threads);
     let bundle_dir = args
         .bundle
         .clone()

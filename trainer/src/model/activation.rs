@@ -2,19 +2,24 @@
 //!
 //! candle computes these with generic element-wise kernels: its ReLU derivative alone is a
 //! comparison, a conversion and a product, each a pass that allocates a tensor, and its tanh
-//! calls the C library's `tanhf`, which costs several times an `exp`. medGAN runs them on
-//! every hidden layer in every step, so here each activation is one custom operation whose
-//! backward pass reads the saved output: `y > 0` for ReLU, `1 - y^2` for tanh and `y (1 - y)`
-//! for the sigmoid. Large tensors are split between the product threads (see
-//! [`super::product::set_cpu_threads`]).
+//! calls the C library's `tanhf`, one call per element (ours vectorise, see [`super::math`]).
+//! medGAN runs them on every hidden layer in every step, so here each activation is one
+//! custom operation whose backward pass reads the saved output: `y > 0` for ReLU, `1 - y^2` for tanh and `y (1 - y)`
+//! for the sigmoid. Large tensors are split between the threads of [`super::parallel`].
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-use super::cross_entropy::sigmoid;
-use super::product::{LinearWithBias, contiguous_f32, cpu_threads, linear};
+use super::math::{sigmoid, tanh};
+use super::parallel::{block_len, collect_blocks, threads_for};
+use super::product::{LinearWithBias, contiguous_f32, linear, linear_then};
 
-/// Fewest elements per thread: below this a second thread costs more than it saves.
+/// Fewest elements per thread for a pass that calls `exp` per element (sigmoid, tanh): below
+/// this waking a second thread costs more than it saves.
+const MIN_EXP_ELEMENTS_PER_THREAD: usize = 1 << 15;
+/// The same for the cheap passes (ReLU, every backward pass), a few elements a nanosecond.
 const MIN_ELEMENTS_PER_THREAD: usize = 1 << 18;
+/// Blocks per thread, so that threads can even out their shares.
+const BLOCKS_PER_THREAD: usize = 2;
 
 /// Which activation an operation computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,15 +52,6 @@ impl Kind {
             Kind::Sigmoid => g * y * (1.0 - y),
         }
     }
-}
-
-/// `tanh(x)` as `(e - 1) / (e + 1)` with `e = exp(2x)` in double precision: within one unit
-/// in the last place of the single-precision result, including near zero where the single
-/// precision form would cancel, at about a third of the cost of `f32::tanh`.
-fn tanh(x: f32) -> f32 {
-    // tanh(20) is 1 in single precision; the clamp keeps `exp` finite.
-    let e = (2.0 * f64::from(x).clamp(-20.0, 20.0)).exp();
-    ((e - 1.0) / (e + 1.0)) as f32
 }
 
 /// `kind` applied to every element of `xs`, differentiable.
@@ -94,14 +90,13 @@ impl CustomOp1 for Activate {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let xs = contiguous(storage, layout)?;
-        let mut out = vec![0f32; xs.len()];
         let kind = self.0;
-        for_each_block(&mut out, |start, block| {
-            let inputs = &xs[start..start + block.len()];
-            block
-                .iter_mut()
-                .zip(inputs)
-                .for_each(|(y, &x)| *y = kind.value(x));
+        let min_per_thread = match kind {
+            Kind::Relu => MIN_ELEMENTS_PER_THREAD,
+            Kind::Tanh | Kind::Sigmoid => MIN_EXP_ELEMENTS_PER_THREAD,
+        };
+        let out = map_blocks(xs.len(), min_per_thread, |range| {
+            xs[range].iter().map(move |&x| kind.value(x))
         });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
@@ -128,15 +123,10 @@ impl CustomOp3 for LinearSigmoid {
         bias: &CpuStorage,
         bias_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (storage, shape) =
-            LinearWithBias.cpu_fwd(xs, xs_layout, weight, weight_layout, bias, bias_layout)?;
-        let CpuStorage::F32(mut out) = storage else {
-            candle_core::bail!("a product of f32 matrices is f32");
-        };
-        for_each_block(&mut out, |_, block| {
-            block.iter_mut().for_each(|y| *y = Kind::Sigmoid.value(*y));
-        });
-        Ok((CpuStorage::F32(out), shape))
+        let bias = contiguous_f32(bias, bias_layout, "a bias")?;
+        linear_then(xs, xs_layout, weight, weight_layout, bias, |row| {
+            row.iter_mut().for_each(|y| *y = Kind::Sigmoid.value(*y));
+        })
     }
 
     fn bwd(
@@ -176,14 +166,10 @@ impl CustomOp2 for Chain {
         }
         let ys = contiguous(ys, ys_layout)?;
         let grad = contiguous(grad, grad_layout)?;
-        let mut out = vec![0f32; ys.len()];
         let kind = self.0;
-        for_each_block(&mut out, |start, block| {
-            let end = start + block.len();
-            block
-                .iter_mut()
-                .zip(ys[start..end].iter().zip(&grad[start..end]))
-                .for_each(|(d, (&y, &g))| *d = kind.chain(y, g));
+        let out = map_blocks(ys.len(), MIN_ELEMENTS_PER_THREAD, |range| {
+            let (ys, grad) = (&ys[range.clone()], &grad[range]);
+            ys.iter().zip(grad).map(move |(&y, &g)| kind.chain(y, g))
         });
         Ok((CpuStorage::F32(out), ys_layout.shape().clone()))
     }
@@ -193,28 +179,16 @@ fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]>
     contiguous_f32(storage, layout, "an activation's operand")
 }
 
-/// Calls `work(start, block)` on consecutive blocks of `out` that together cover it, on up to
-/// the product thread count, each block starting at element `start`.
-fn for_each_block(out: &mut [f32], work: impl Fn(usize, &mut [f32]) + Sync) {
-    let threads = cpu_threads()
-        .min(out.len() / MIN_ELEMENTS_PER_THREAD)
-        .max(1);
-    if threads == 1 {
-        work(0, out);
-        return;
-    }
-    let block = out.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let mut blocks = out.chunks_mut(block).enumerate();
-        let first = blocks.next();
-        for (i, chunk) in blocks {
-            let work = &work;
-            scope.spawn(move || work(i * block, chunk));
-        }
-        if let Some((_, chunk)) = first {
-            work(0, chunk);
-        }
-    });
+/// `len` values from `values(range)`, split between threads when each gets at least
+/// `min_per_thread`.
+fn map_blocks<I: Iterator<Item = f32>>(
+    len: usize,
+    min_per_thread: usize,
+    values: impl Fn(std::ops::Range<usize>) -> I + Sync,
+) -> Vec<f32> {
+    let threads = threads_for(len, min_per_thread);
+    let block = block_len(len, threads, BLOCKS_PER_THREAD, 1);
+    collect_blocks(len, block, threads, values)
 }
 
 #[cfg(test)]
@@ -226,7 +200,7 @@ mod tests {
 
     use crate::export::testing::max_abs_diff;
     use crate::model::layers::normal_tensor;
-    use crate::model::product::set_cpu_threads;
+    use crate::model::parallel::set_cpu_threads;
 
     /// Values and gradients equal candle's own activations, through a downstream function
     /// whose gradient differs per element, on a tensor large enough to be split.
@@ -291,29 +265,12 @@ mod tests {
     }
 
     #[test]
-    fn tanh_is_accurate_near_zero_and_saturates() {
-        for i in -2000..=2000 {
-            let x = i as f32 * 1e-4;
-            let want = f64::from(x).tanh();
-            let got = f64::from(tanh(x));
-            assert!(
-                (got - want).abs() <= want.abs() * 1.2e-7,
-                "tanh({x}) = {got}"
-            );
-        }
-        assert_eq!(tanh(0.0), 0.0);
-        assert_eq!(tanh(30.0), 1.0);
-        assert_eq!(tanh(-1e30), -1.0);
-        assert!(tanh(f32::NAN).is_nan());
-    }
-
-    #[test]
     fn same_bits_on_one_and_two_threads() {
         let device = Device::Cpu;
         let mut rng = ChaCha8Rng::seed_from_u64(12);
         let xs = normal_tensor(
             &mut rng,
-            3 * MIN_ELEMENTS_PER_THREAD / 100 + 1,
+            3 * MIN_EXP_ELEMENTS_PER_THREAD / 100 + 1,
             100,
             &device,
         )

@@ -12,6 +12,11 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use super::autoencoder::LOG_EPS;
+use super::math::sigmoid;
+use super::parallel::{block_len, collect_blocks, threads_for};
+
+/// Fewest cells per thread: below this a second thread costs more than it saves.
+const MIN_CELLS_PER_THREAD: usize = 1 << 14;
 
 /// Binary cross-entropy of `sigmoid(logits)` against `target` (both `[rows, codes]`), summed
 /// over codes: `[rows]`. Differentiable in `logits`; `target` is data.
@@ -37,9 +42,32 @@ struct SigmoidCrossEntropy {
     probabilities: Mutex<Option<Vec<f32>>>,
 }
 
-/// The logistic function of one value (also the activation's, so both agree to the bit).
-pub(super) fn sigmoid(z: f32) -> f32 {
-    1.0 / (1.0 + (-z).exp())
+/// `sigmoid` of every logit, split between threads in blocks of whole rows of `codes`.
+fn sigmoid_all(zs: &[f32], codes: usize) -> Vec<f32> {
+    let threads = threads_for(zs.len(), MIN_CELLS_PER_THREAD);
+    let block = block_len(zs.len(), threads, 2, codes);
+    collect_blocks(zs.len(), block, threads, |cells| {
+        zs[cells].iter().map(|&z| sigmoid(z))
+    })
+}
+
+/// `sum(x log(p + eps) + (1 - x) log(1 - p + eps))` over one record's codes.
+fn row_log_likelihood(p_row: &[f32], x_row: &[f32]) -> f32 {
+    let eps = LOG_EPS as f32;
+    p_row
+        .iter()
+        .zip(x_row)
+        .map(|(&p, &x)| {
+            // For a 0/1 target one of the two terms is exactly zero: one logarithm.
+            if x == 1.0 {
+                (p + eps).ln()
+            } else if x == 0.0 {
+                (1.0 - p + eps).ln()
+            } else {
+                x * (p + eps).ln() + (1.0 - x) * (1.0 - p + eps).ln()
+            }
+        })
+        .sum()
 }
 
 /// The two operands as contiguous slices with their shared `[rows, codes]`.
@@ -86,30 +114,17 @@ impl CustomOp2 for SigmoidCrossEntropy {
         target_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (zs, xs, rows, codes) = operands(logits, logits_layout, target, target_layout)?;
-        let eps = LOG_EPS as f32;
-        let probabilities: Vec<f32> = zs.iter().map(|&z| sigmoid(z)).collect();
-        let losses: Vec<f32> = probabilities
-            .chunks(codes.max(1))
-            .zip(xs.chunks(codes.max(1)))
-            .take(rows)
-            .map(|(p_row, x_row)| {
-                let log_likelihood: f32 = p_row
-                    .iter()
-                    .zip(x_row)
-                    .map(|(&p, &x)| {
-                        // For a 0/1 target one of the two terms is exactly zero: one logarithm.
-                        if x == 1.0 {
-                            (p + eps).ln()
-                        } else if x == 0.0 {
-                            (1.0 - p + eps).ln()
-                        } else {
-                            x * (p + eps).ln() + (1.0 - x) * (1.0 - p + eps).ln()
-                        }
-                    })
-                    .sum();
-                -log_likelihood
-            })
-            .collect();
+        let probabilities = sigmoid_all(zs, codes);
+        let (p, codes) = (&probabilities, codes.max(1));
+        let loss_of_rows = |rows: std::ops::Range<usize>| {
+            let cells = rows.start * codes..rows.end * codes;
+            p[cells.clone()]
+                .chunks(codes)
+                .zip(xs[cells].chunks(codes))
+                .map(|(p_row, x_row)| -row_log_likelihood(p_row, x_row))
+        };
+        let threads = threads_for(rows * codes, MIN_CELLS_PER_THREAD);
+        let losses = collect_blocks(rows, block_len(rows, threads, 2, 1), threads, loss_of_rows);
         if let Ok(mut slot) = self.probabilities.lock() {
             *slot = Some(probabilities);
         }
@@ -165,25 +180,32 @@ impl CustomOp2 for CrossEntropyGradient {
         let eps = LOG_EPS as f32;
         let probabilities = match &self.probabilities {
             Some(cached) if cached.len() == zs.len() => std::borrow::Cow::Borrowed(cached),
-            _ => std::borrow::Cow::Owned(zs.iter().map(|&z| sigmoid(z)).collect()),
+            _ => std::borrow::Cow::Owned(sigmoid_all(zs, codes)),
         };
-        let mut out = Vec::with_capacity(rows * codes);
-        for ((p_row, x_row), &g) in probabilities
-            .chunks(codes.max(1))
-            .zip(xs.chunks(codes.max(1)))
-            .zip(&self.upstream)
-        {
-            out.extend(p_row.iter().zip(x_row).map(|(&p, &x)| {
-                let d_p = if x == 1.0 {
-                    -1.0 / (p + eps)
-                } else if x == 0.0 {
-                    1.0 / (1.0 - p + eps)
-                } else {
-                    -x / (p + eps) + (1.0 - x) / (1.0 - p + eps)
-                };
-                g * d_p * (p * (1.0 - p))
-            }));
-        }
+        let (p, upstream, width) = (&probabilities, &self.upstream, codes.max(1));
+        let gradient_of_cells = |cells: std::ops::Range<usize>| {
+            // Blocks are whole rows, so `cells` starts a row.
+            let first_row = cells.start / width;
+            p[cells.clone()]
+                .chunks(width)
+                .zip(xs[cells].chunks(width))
+                .zip(&upstream[first_row..])
+                .flat_map(move |((p_row, x_row), &g)| {
+                    p_row.iter().zip(x_row).map(move |(&p, &x)| {
+                        let d_p = if x == 1.0 {
+                            -1.0 / (p + eps)
+                        } else if x == 0.0 {
+                            1.0 / (1.0 - p + eps)
+                        } else {
+                            -x / (p + eps) + (1.0 - x) / (1.0 - p + eps)
+                        };
+                        g * d_p * (p * (1.0 - p))
+                    })
+                })
+        };
+        let threads = threads_for(rows * codes, MIN_CELLS_PER_THREAD);
+        let block = block_len(rows * codes, threads, 2, width);
+        let out = collect_blocks(rows * codes, block, threads, gradient_of_cells);
         Ok((CpuStorage::F32(out), Shape::from((rows, codes))))
     }
 }

@@ -18,9 +18,14 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
+use super::parallel::{block_len, for_each_block, threads_for};
 use super::product::{
-    LinearWithBias, Operand, contiguous_f32, multiply, multiply_rows_into, product, row_sum,
+    LinearWithBias, Operand, contiguous_f32, multiply_rows_into, multiply_then, product, row_sum,
 };
+
+/// Fewest values per thread for the loops here (gathers, scatters, transposes): below this a
+/// second thread costs more than it saves.
+const MIN_VALUES_PER_THREAD: usize = 1 << 14;
 
 /// `[x, mean(x)] W^T + b` for records `[B, F]`, a weight `[H, 2F]` and a bias `[H]`,
 /// differentiable in whichever of them tracks a gradient. CPU only.
@@ -139,13 +144,36 @@ fn column_sums(g: &[f32], width: usize) -> Vec<f32> {
 
 /// Writes `colsum(g)[h] * mean[f]` into the second half of each row of the `[H, 2F]` `out`.
 fn write_mean_half(out: &mut [f32], column_sum: &[f32], mean: &[f32]) {
-    let width = mean.len();
-    for (row, &s) in out.chunks_exact_mut(2 * width).zip(column_sum) {
-        row[width..]
-            .iter_mut()
-            .zip(mean)
-            .for_each(|(o, &m)| *o = s * m);
-    }
+    let width = mean.len().max(1);
+    let threads = threads_for(out.len() / 2, MIN_VALUES_PER_THREAD);
+    let block = block_len(out.len(), threads, 2, 2 * width);
+    for_each_block(out, block, threads, |start, rows| {
+        let first = start / (2 * width);
+        for (row, &s) in rows.chunks_exact_mut(2 * width).zip(&column_sum[first..]) {
+            row[width..]
+                .iter_mut()
+                .zip(mean)
+                .for_each(|(o, &m)| *o = s * m);
+        }
+    });
+}
+
+/// `W`'s first `width` columns of its `hidden` rows (`inputs` values apart) as rows of
+/// `hidden` values, `[width, hidden]`, so that a code's weights are contiguous.
+fn code_columns(weight: &[f32], hidden: usize, width: usize, inputs: usize) -> Vec<f32> {
+    let mut columns = vec![0f32; width * hidden];
+    let threads = threads_for(width * hidden, MIN_VALUES_PER_THREAD);
+    let block = block_len(columns.len(), threads, 2, hidden.max(1));
+    for_each_block(&mut columns, block, threads, |start, block| {
+        let first_code = start / hidden.max(1);
+        for (i, column) in block.chunks_exact_mut(hidden.max(1)).enumerate() {
+            let f = first_code + i;
+            for (h, c) in column.iter_mut().enumerate() {
+                *c = weight[h * inputs + f];
+            }
+        }
+    });
+    columns
 }
 
 impl CustomOp3 for MinibatchLinear {
@@ -171,18 +199,16 @@ impl CustomOp3 for MinibatchLinear {
         let mean = column_means(records, width);
         let shared = shared_row(&mean, weight, bias);
         let own = Operand::rows_of(weight, 0, hidden, width, 2 * width)?.t();
-        let (CpuStorage::F32(mut out), shape) =
-            multiply(Operand::rows_of(records, 0, rows, width, width)?, own)?
-        else {
-            candle_core::bail!("a product of f32 matrices is f32");
-        };
-        for row in out.chunks_exact_mut(hidden.max(1)) {
-            row.iter_mut().zip(&shared).for_each(|(y, s)| *y += s);
-        }
+        let records = Operand::rows_of(records, 0, rows, width, width)?;
+        let out = multiply_then(records, own, |_, block| {
+            for row in block.chunks_exact_mut(hidden.max(1)) {
+                row.iter_mut().zip(&shared).for_each(|(y, s)| *y += s);
+            }
+        })?;
         if let Ok(mut saved) = self.mean.lock() {
             *saved = Some(mean);
         }
-        Ok((CpuStorage::F32(out), shape))
+        Ok(out)
     }
 
     fn bwd(
@@ -293,37 +319,43 @@ impl CustomOp2 for SparseLinear {
             bias.to_vec()
         };
         let mut out = vec![0f32; cells.rows * hidden];
-        for row in out.chunks_exact_mut(hidden.max(1)) {
-            row.copy_from_slice(&shared);
-        }
+        let hidden = hidden.max(1);
+        // Blocks of whole output rows; every output value sums its row's cells in order.
+        let threads = threads_for(out.len(), MIN_VALUES_PER_THREAD);
+        let block = block_len(out.len(), threads, 2, hidden);
         if cells.cols.len() >= width {
             // Many cells per column: the code columns of W as contiguous rows `[F, H]`, each
             // then added to a record's row in one vector loop.
-            let mut columns = vec![0f32; width * hidden];
-            for (h, row) in weight.chunks_exact(inputs).enumerate() {
-                for (f, &w) in row[..width].iter().enumerate() {
-                    columns[f * hidden + h] = w;
+            let columns = code_columns(weight, hidden, width, inputs);
+            for_each_block(&mut out, block, threads, |start, block| {
+                let first_row = start / hidden;
+                for (i, row) in block.chunks_exact_mut(hidden).enumerate() {
+                    let r = first_row + i;
+                    row.copy_from_slice(&shared);
+                    for cell in cells.row_start[r]..cells.row_start[r + 1] {
+                        let f = cells.cols[cell] as usize;
+                        let v = cells.value(cell);
+                        let column = &columns[f * hidden..(f + 1) * hidden];
+                        row.iter_mut().zip(column).for_each(|(y, &w)| *y += v * w);
+                    }
                 }
-            }
-            for (r, row) in out.chunks_exact_mut(hidden.max(1)).enumerate() {
-                for cell in cells.row_start[r]..cells.row_start[r + 1] {
-                    let f = cells.cols[cell] as usize;
-                    let v = cells.value(cell);
-                    let column = &columns[f * hidden..(f + 1) * hidden];
-                    row.iter_mut().zip(column).for_each(|(y, &w)| *y += v * w);
-                }
-            }
+            });
         } else {
             // Fewer cells than columns (a small batch): gathering from each row of W costs
             // less than rearranging W. The same sums in the same order as above.
-            for (h, w) in weight.chunks_exact(inputs).enumerate() {
-                for r in 0..cells.rows {
-                    let y = &mut out[r * hidden + h];
-                    for cell in cells.row_start[r]..cells.row_start[r + 1] {
-                        *y += cells.value(cell) * w[cells.cols[cell] as usize];
+            for_each_block(&mut out, block, threads, |start, block| {
+                let first_row = start / hidden;
+                for (i, row) in block.chunks_exact_mut(hidden).enumerate() {
+                    let r = first_row + i;
+                    for ((y, w), &b) in row.iter_mut().zip(weight.chunks_exact(inputs)).zip(&shared)
+                    {
+                        *y = b;
+                        for cell in cells.row_start[r]..cells.row_start[r + 1] {
+                            *y += cells.value(cell) * w[cells.cols[cell] as usize];
+                        }
                     }
                 }
-            }
+            });
         }
         Ok((CpuStorage::F32(out), Shape::from((cells.rows, hidden))))
     }
@@ -378,32 +410,56 @@ impl CustomOp1 for SparseWeightGradient {
         let width = cells.width;
         let inputs = if self.with_mean { 2 * width } else { width };
         let mut out = vec![0f32; hidden * inputs];
+        let hidden = hidden.max(1);
         if cells.cols.len() >= width {
-            // Each record's gradient row added into the columns of its codes, as rows `[F, H]`.
+            // Each record's gradient row added into the columns of its codes, as rows `[F, H]`:
+            // a thread takes a range of codes and adds, in record order, only the cells of its
+            // codes, so every column sums its records in the same order on any thread count.
             let mut columns = vec![0f32; width * hidden];
-            for (r, g) in grad.chunks_exact(hidden.max(1)).enumerate() {
-                for cell in cells.row_start[r]..cells.row_start[r + 1] {
-                    let f = cells.cols[cell] as usize;
-                    let v = cells.value(cell);
-                    let column = &mut columns[f * hidden..(f + 1) * hidden];
-                    column.iter_mut().zip(g).for_each(|(c, &g)| *c += v * g);
-                }
-            }
-            for (h, row) in out.chunks_exact_mut(inputs).enumerate() {
-                for (f, o) in row[..width].iter_mut().enumerate() {
-                    *o = columns[f * hidden + h];
-                }
-            }
-        } else {
-            // As in the forward pass, straight into each row of the weight's gradient.
-            for (h, row) in out.chunks_exact_mut(inputs).enumerate() {
-                for r in 0..cells.rows {
-                    let g = grad[r * hidden + h];
+            let threads = threads_for(cells.cols.len() * hidden, MIN_VALUES_PER_THREAD);
+            let block = block_len(columns.len(), threads, 2, hidden);
+            for_each_block(&mut columns, block, threads, |start, block| {
+                let codes = start / hidden..(start + block.len()) / hidden;
+                for (r, g) in grad.chunks_exact(hidden).enumerate() {
                     for cell in cells.row_start[r]..cells.row_start[r + 1] {
-                        row[cells.cols[cell] as usize] += cells.value(cell) * g;
+                        let f = cells.cols[cell] as usize;
+                        if !codes.contains(&f) {
+                            continue;
+                        }
+                        let v = cells.value(cell);
+                        let offset = (f - codes.start) * hidden;
+                        let column = &mut block[offset..offset + hidden];
+                        column.iter_mut().zip(g).for_each(|(c, &g)| *c += v * g);
                     }
                 }
-            }
+            });
+            let threads = threads_for(out.len(), MIN_VALUES_PER_THREAD);
+            let block = block_len(out.len(), threads, 2, inputs);
+            for_each_block(&mut out, block, threads, |start, block| {
+                let first = start / inputs;
+                for (i, row) in block.chunks_exact_mut(inputs).enumerate() {
+                    let h = first + i;
+                    for (f, o) in row[..width].iter_mut().enumerate() {
+                        *o = columns[f * hidden + h];
+                    }
+                }
+            });
+        } else {
+            // As in the forward pass, straight into each row of the weight's gradient.
+            let threads = threads_for(cells.cols.len() * hidden, MIN_VALUES_PER_THREAD);
+            let block = block_len(out.len(), threads, 2, inputs);
+            for_each_block(&mut out, block, threads, |start, block| {
+                let first = start / inputs;
+                for (i, row) in block.chunks_exact_mut(inputs).enumerate() {
+                    let h = first + i;
+                    for r in 0..cells.rows {
+                        let g = grad[r * hidden + h];
+                        for cell in cells.row_start[r]..cells.row_start[r + 1] {
+                            row[cells.cols[cell] as usize] += cells.value(cell) * g;
+                        }
+                    }
+                }
+            });
         }
         if self.with_mean {
             write_mean_half(&mut out, &column_sums(grad, hidden), &cells.mean);

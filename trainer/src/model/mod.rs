@@ -7,7 +7,9 @@ mod cross_entropy;
 pub(crate) mod discriminator;
 pub(crate) mod generator;
 pub(crate) mod layers;
+mod math;
 mod minibatch;
+pub(crate) mod parallel;
 pub mod product;
 pub mod sparse;
 
@@ -19,6 +21,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 pub use arch::Architecture;
+pub use parallel::{on_cpu_threads, set_cpu_threads};
 pub use sparse::SparseRecords;
 
 use crate::config::DEFAULT_BATCH_NORM_DECAY;

@@ -6,37 +6,21 @@
 //! the discriminator update reads generated records that are constants there, and the
 //! generator update runs the discriminator with frozen weights. [`linear`] skips the gradient
 //! of a side that does not track one, and splits each product's output rows into blocks that
-//! threads take in turn (threads that block rather than spin, so a busy machine slows it down
-//! gracefully).
+//! the threads of [`super::parallel`] take in turn.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-/// Threads each CPU product may use; see [`set_cpu_threads`].
-static CPU_THREADS: AtomicUsize = AtomicUsize::new(1);
+use super::parallel::{block_len, for_each_block, threads_for};
 
-/// Below this many multiply-adds per thread a product stays on one thread: starting threads
-/// costs more (measured: the autoencoder's 100 x 128 x 915 products ran slower on two threads
-/// than on one, the GAN's 1000 x 128 x 915 and larger faster).
-const MIN_WORK_PER_THREAD: usize = 1 << 24;
+/// Below this many multiply-adds per thread a product stays on one thread: handing a block to
+/// a helper thread and packing the weight again for it costs more than the second core saves.
+const MIN_WORK_PER_THREAD: usize = 1 << 22;
 /// Row blocks per thread in a split product, so that threads can even out their shares.
 const BLOCKS_PER_THREAD: usize = 4;
 /// Fewest rows in a block: gemm works on tiles of several rows.
 const MIN_BLOCK_ROWS: usize = 32;
-
-/// Sets how many threads each CPU product uses (at least one). Products split their output
-/// rows, and every output value is summed in the same order whatever the count, so the
-/// results do not depend on it.
-pub fn set_cpu_threads(threads: usize) {
-    CPU_THREADS.store(threads.max(1), Ordering::Relaxed);
-}
-
-/// The thread count set by [`set_cpu_threads`].
-pub(crate) fn cpu_threads() -> usize {
-    CPU_THREADS.load(Ordering::Relaxed)
-}
 
 /// `x W^T (+ b)` for `x` `[rows, in]`, `weight` `[out, in]` (views are fine) and an optional
 /// `bias` `[out]`, differentiable in whichever of them tracks a gradient.
@@ -121,24 +105,7 @@ impl CustomOp3 for LinearWithBias {
         bias_layout: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let bias = contiguous_f32(bias, bias_layout, "a bias")?;
-        let (CpuStorage::F32(mut out), shape) = multiply(
-            Operand::new(xs, xs_layout, false)?,
-            Operand::new(weight, weight_layout, true)?,
-        )?
-        else {
-            candle_core::bail!("a product of f32 matrices is f32");
-        };
-        if bias.len() != shape.dims()[1] {
-            candle_core::bail!(
-                "a bias of {} values cannot shift {} outputs",
-                bias.len(),
-                shape.dims()[1]
-            );
-        }
-        for row in out.chunks_mut(bias.len().max(1)) {
-            row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
-        }
-        Ok((CpuStorage::F32(out), shape))
+        linear_then(xs, xs_layout, weight, weight_layout, bias, |_| {})
     }
 
     /// As [`Linear`], and `d/db` the column sums of `g`.
@@ -158,6 +125,32 @@ impl CustomOp3 for LinearWithBias {
         };
         Ok((grad_xs, grad_weight, grad_bias))
     }
+}
+
+/// `x W^T + b`, then `finish` on each row of the result (while it is in cache).
+pub(super) fn linear_then(
+    xs: &CpuStorage,
+    xs_layout: &Layout,
+    weight: &CpuStorage,
+    weight_layout: &Layout,
+    bias: &[f32],
+    finish: impl Fn(&mut [f32]) + Sync,
+) -> Result<(CpuStorage, Shape)> {
+    let xs = Operand::new(xs, xs_layout, false)?;
+    let weight = Operand::new(weight, weight_layout, true)?;
+    if bias.len() != weight.cols {
+        candle_core::bail!(
+            "a bias of {} values cannot shift {} outputs",
+            bias.len(),
+            weight.cols
+        );
+    }
+    multiply_then(xs, weight, |_, block| {
+        for row in block.chunks_exact_mut(bias.len().max(1)) {
+            row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+            finish(row);
+        }
+    })
 }
 
 /// The `f32` values of a contiguous operand of a custom operation; `what` names it in the
@@ -310,9 +303,32 @@ impl<'a> Operand<'a> {
 
 /// `a b` into a new row-major storage, the rows of the result split between threads.
 pub(super) fn multiply(a: Operand<'_>, b: Operand<'_>) -> Result<(CpuStorage, Shape)> {
+    multiply_then(a, b, |_, _| {})
+}
+
+/// [`multiply`], then `finish(first_row, block)` on each block of whole rows of the result as
+/// soon as it is written, on the thread that wrote it (while the block is still in its cache):
+/// a bias, an activation.
+pub(super) fn multiply_then(
+    a: Operand<'_>,
+    b: Operand<'_>,
+    finish: impl Fn(usize, &mut [f32]) + Sync,
+) -> Result<(CpuStorage, Shape)> {
     let (m, n) = (a.rows, b.cols);
-    let mut out = vec![0f32; m * n];
-    multiply_rows_into(a, b, &mut out, n)?;
+    // Not zeroed first: gemm writes every value (the zeroing was a twentieth of a GAN step).
+    let mut out = Vec::with_capacity(m * n);
+    multiply_rows_into_uninit(
+        a,
+        b,
+        &mut out.spare_capacity_mut()[..m * n],
+        n,
+        Some(&finish),
+    )?;
+    // SAFETY: with rows `n` apart, `multiply_rows_into_uninit` wrote all `m * n` values.
+    #[allow(unsafe_code)]
+    unsafe {
+        out.set_len(m * n)
+    };
     Ok((CpuStorage::F32(out), Shape::from((m, n))))
 }
 
@@ -324,6 +340,26 @@ pub(super) fn multiply_rows_into(
     b: Operand<'_>,
     out: &mut [f32],
     row_stride: usize,
+) -> Result<()> {
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and the product only writes
+    // initialised `f32` values through the view, so `out` stays initialised.
+    #[allow(unsafe_code)]
+    let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
+    multiply_rows_into_uninit(a, b, out, row_stride, None)
+}
+
+/// What [`multiply_then`] runs on each finished block of rows.
+type Finish<'a> = &'a (dyn Fn(usize, &mut [f32]) + Sync);
+
+/// [`multiply_rows_into`] into values that need not be initialised: it writes the first
+/// `b.cols` of every row, then, where rows are exactly `b.cols` apart, runs `finish` on each
+/// block.
+fn multiply_rows_into_uninit(
+    a: Operand<'_>,
+    b: Operand<'_>,
+    out: &mut [MaybeUninit<f32>],
+    row_stride: usize,
+    finish: Option<Finish<'_>>,
 ) -> Result<()> {
     if a.cols != b.rows {
         candle_core::bail!(
@@ -344,39 +380,33 @@ pub(super) fn multiply_rows_into(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let work = m * n * a.cols;
-    let threads = cpu_threads()
-        .min(work / MIN_WORK_PER_THREAD)
-        .clamp(1, m.max(1));
-    if threads == 1 {
-        multiply_into(a, b, out, row_stride);
-    } else {
-        // Blocks of rows handed out one at a time: a thread the scheduler holds back (another
-        // process on the core) leaves its share to the others instead of stalling the product.
-        let block_rows = m.div_ceil(threads * BLOCKS_PER_THREAD).max(MIN_BLOCK_ROWS);
-        let blocks = Mutex::new(out.chunks_mut(block_rows * row_stride).enumerate());
-        let work = || {
-            loop {
-                let next = blocks.lock().map(|mut blocks| blocks.next());
-                let Ok(Some((i, block))) = next else { break };
-                let rows = block.len() / row_stride;
-                multiply_into(a.rows_from(i * block_rows, rows), b, block, row_stride);
-            }
-        };
-        std::thread::scope(|scope| {
-            for _ in 1..threads {
-                scope.spawn(work);
-            }
-            work();
-        });
+    if finish.is_some() && row_stride != n {
+        candle_core::bail!("a finishing step needs the product's rows written contiguously");
     }
+    let threads = threads_for(m * n * a.cols, MIN_WORK_PER_THREAD).min(m);
+    let rows_per_block = match threads {
+        1 => m,
+        _ => block_len(m, threads, BLOCKS_PER_THREAD, 1).max(MIN_BLOCK_ROWS),
+    };
+    for_each_block(out, rows_per_block * row_stride, threads, |start, block| {
+        let first_row = start / row_stride;
+        let rows = block.len() / row_stride;
+        multiply_into(a.rows_from(first_row, rows), b, block, row_stride);
+        if let Some(finish) = finish {
+            // SAFETY: rows are exactly `n` apart here (checked above), so `multiply_into`
+            // wrote every value of the block.
+            #[allow(unsafe_code)]
+            let block = unsafe { &mut *(block as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            finish(first_row, block);
+        }
+    });
     Ok(())
 }
 
 /// `a b` written into `out` (`a.rows` rows `row_stride` apart, `b.cols` values each), on the
 /// calling thread.
 #[allow(unsafe_code)]
-fn multiply_into(a: Operand<'_>, b: Operand<'_>, out: &mut [f32], row_stride: usize) {
+fn multiply_into(a: Operand<'_>, b: Operand<'_>, out: &mut [MaybeUninit<f32>], row_stride: usize) {
     let (m, n, k) = (a.rows, b.cols, a.cols);
     assert!(
         out.len() == m * row_stride && row_stride >= n && b.rows == k,
@@ -386,8 +416,11 @@ fn multiply_into(a: Operand<'_>, b: Operand<'_>, out: &mut [f32], row_stride: us
         return;
     }
     if k == 0 {
-        out.chunks_mut(row_stride)
-            .for_each(|row| row[..n].fill(0.0));
+        out.chunks_mut(row_stride).for_each(|row| {
+            row[..n].iter_mut().for_each(|value| {
+                value.write(0.0);
+            })
+        });
         return;
     }
     // SAFETY: `Operand::new` checked that every element `offset + i * row_stride + j *
@@ -400,7 +433,7 @@ fn multiply_into(a: Operand<'_>, b: Operand<'_>, out: &mut [f32], row_stride: us
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out.as_mut_ptr().cast::<f32>(),
             1,
             row_stride as isize,
             false,
@@ -424,6 +457,7 @@ fn multiply_into(a: Operand<'_>, b: Operand<'_>, out: &mut [f32], row_stride: us
 mod tests {
     use super::*;
     use crate::export::testing::max_abs_diff;
+    use crate::model::parallel::set_cpu_threads;
     use candle_core::{Device, Var};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
@@ -511,8 +545,10 @@ mod tests {
             };
             let a = Operand::new(sa, a.1, false).unwrap();
             let b = Operand::new(sb, b.1, true).unwrap();
-            let mut out = vec![0f32; 1301 * 297];
-            multiply_into(a, b, &mut out, 297);
+            set_cpu_threads(1);
+            let (CpuStorage::F32(out), _) = multiply(a, b).unwrap() else {
+                panic!("an f32 product")
+            };
             // Written rows 300 apart, split between threads, the same values and nothing past
             // each row's 297.
             set_cpu_threads(2);

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use rand::seq::SliceRandom;
 
+use super::profile::Stopwatch;
 use super::{AutoencoderEpochStats, Phase, TrainError, TrainingState, batch, finite};
 use crate::data::PatientMatrix;
 use crate::model::MedganModel;
@@ -34,12 +35,11 @@ pub(crate) fn run_epoch(
         loss_sum += value as f64;
         batches += 1;
     }
-    let started_validation = Instant::now();
+    let started_validation = Stopwatch::start();
     let validation_loss = validation_loss(&state.model, holdout, buffer);
-    let validation_time = started_validation.elapsed();
     state
         .profile
-        .add("autoencoder: validation", validation_time);
+        .add_since("autoencoder: validation", &started_validation);
     let validation_loss = validation_loss?;
     Ok(AutoencoderEpochStats {
         epoch,

@@ -7,6 +7,7 @@ use rand::seq::index;
 
 use super::batch as batches;
 use super::metrics::{discriminator_accuracy, discriminator_auc};
+use super::profile::Stopwatch;
 use super::{GanEpochStats, Phase, TrainError, TrainingState, finite};
 use crate::data::PatientMatrix;
 use crate::model::SparseRecords;
@@ -74,9 +75,9 @@ pub(crate) fn run_epoch(
         }
     }
     let (validation_accuracy, validation_auc) = {
-        let started = Instant::now();
+        let started = Stopwatch::start();
         let scores = validate(state, holdout, batch, buffer);
-        state.profile.add("gan: validation", started.elapsed());
+        state.profile.add_since("gan: validation", &started);
         scores?
     };
     Ok(GanEpochStats {

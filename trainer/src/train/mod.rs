@@ -207,6 +207,15 @@ pub fn run(
     config: &TrainConfig,
     options: &RunOptions,
 ) -> Result<TrainOutcome, TrainError> {
+    // Every step's operations then split their work without waiting for a thread to wake.
+    crate::model::on_cpu_threads(|| run_on_this_thread(data, config, options))
+}
+
+fn run_on_this_thread(
+    data: &PatientMatrix,
+    config: &TrainConfig,
+    options: &RunOptions,
+) -> Result<TrainOutcome, TrainError> {
     config.validate()?;
     check_memory(data, config, options)?;
     let (train, holdout) = split(data, config)?;
