@@ -129,8 +129,21 @@ fn shared_row(mean: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
         .collect()
 }
 
+/// `a . b` in eight running sums, which vectorise (one running sum cannot: each addition
+/// waits for the last, and the compiler may not reorder them).
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+    const LANES: usize = 8;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut sums = [0f32; LANES];
+    for (x, y) in a.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
+        for lane in 0..LANES {
+            sums[lane] += x[lane] * y[lane];
+        }
+    }
+    let tail = n - n % LANES;
+    let rest: f32 = a[tail..].iter().zip(&b[tail..]).map(|(x, y)| x * y).sum();
+    sums.iter().sum::<f32>() + rest
 }
 
 /// Sum over the rows of the row-major `[rows, width]` matrix `g`.
@@ -158,6 +171,9 @@ fn write_mean_half(out: &mut [f32], column_sum: &[f32], mean: &[f32]) {
     });
 }
 
+/// Rows handled together in a transposition.
+const TILE: usize = 16;
+
 /// `W`'s first `width` columns of its `hidden` rows (`inputs` values apart) as rows of
 /// `hidden` values, `[width, hidden]`, so that a code's weights are contiguous.
 fn code_columns(weight: &[f32], hidden: usize, width: usize, inputs: usize) -> Vec<f32> {
@@ -166,10 +182,15 @@ fn code_columns(weight: &[f32], hidden: usize, width: usize, inputs: usize) -> V
     let block = block_len(columns.len(), threads, 2, hidden.max(1));
     for_each_block(&mut columns, block, threads, |start, block| {
         let first_code = start / hidden.max(1);
-        for (i, column) in block.chunks_exact_mut(hidden.max(1)).enumerate() {
-            let f = first_code + i;
-            for (h, c) in column.iter_mut().enumerate() {
-                *c = weight[h * inputs + f];
+        // A few codes at a time, so that the rows written stay in cache while W is read row by
+        // row (reading W down its columns would take a cache miss per value).
+        for (tile_index, tile) in block.chunks_mut(TILE * hidden.max(1)).enumerate() {
+            let first = first_code + tile_index * TILE;
+            for h in 0..hidden {
+                let row = &weight[h * inputs + first..];
+                for (column, &w) in tile.chunks_exact_mut(hidden).zip(row) {
+                    column[h] = w;
+                }
             }
         }
     });
@@ -437,10 +458,13 @@ impl CustomOp1 for SparseWeightGradient {
             let block = block_len(out.len(), threads, 2, inputs);
             for_each_block(&mut out, block, threads, |start, block| {
                 let first = start / inputs;
-                for (i, row) in block.chunks_exact_mut(inputs).enumerate() {
-                    let h = first + i;
-                    for (f, o) in row[..width].iter_mut().enumerate() {
-                        *o = columns[f * hidden + h];
+                // A few rows of the gradient at a time, as in `code_columns`.
+                for (tile_index, tile) in block.chunks_mut(TILE * inputs).enumerate() {
+                    let first = first + tile_index * TILE;
+                    for (f, column) in columns.chunks_exact(hidden).enumerate() {
+                        for (row, &c) in tile.chunks_exact_mut(inputs).zip(&column[first..]) {
+                            row[f] = c;
+                        }
                     }
                 }
             });
@@ -595,6 +619,57 @@ mod tests {
                 let wrong = var(&mut rng, 3, inputs + 1);
                 assert!(sparse_linear(records.cells(), &wrong, &bias, with_mean).is_err());
             }
+        }
+    }
+
+    /// A batch large enough to split between threads and to span several transposition tiles:
+    /// the same bits on one thread and two, and the dense product's values and gradients.
+    #[test]
+    fn sparse_layers_split_between_threads_give_the_same_bits() {
+        use crate::model::parallel::set_cpu_threads;
+        use rand::RngExt;
+        let (rows, width, hidden) = (1000, 600, 64);
+        let mut rng = ChaCha8Rng::seed_from_u64(23);
+        let records: Vec<(Vec<u32>, Vec<u32>)> = (0..rows)
+            .map(|_| {
+                let mut codes: Vec<u32> =
+                    (0..4).map(|_| rng.random_range(0..width as u32)).collect();
+                codes.sort_unstable();
+                codes.dedup();
+                let counts = codes.iter().map(|_| rng.random_range(1..3u32)).collect();
+                (codes, counts)
+            })
+            .collect();
+        let batch = SparseRecords::new(
+            records.iter().map(|(c, v)| (c.as_slice(), v.as_slice())),
+            width,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let dense = batch.to_dense().unwrap();
+        let bias = var(&mut rng, 1, hidden);
+        let bias = Var::from_tensor(&bias.reshape(hidden).unwrap()).unwrap();
+        let weight = var(&mut rng, hidden, 2 * width);
+        let run = |threads| {
+            set_cpu_threads(threads);
+            let ys = sparse_linear(batch.cells(), &weight, &bias, true).unwrap();
+            let grads = loss(&ys).backward().unwrap();
+            let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            (values(&ys), values(grads.get(&weight).unwrap()), ys, grads)
+        };
+        let (one_values, one_gradient, _, _) = run(1);
+        let (values, gradient, ys, grads) = run(2);
+        set_cpu_threads(1);
+        assert_eq!(one_values, values);
+        assert_eq!(one_gradient, gradient);
+        let plain = concatenated(&dense, &weight, &bias);
+        // Sums of 600 products of order 1 here: float rounding reaches 1e-5.
+        let difference = max_abs_diff(&ys, &plain);
+        assert!(difference < 1e-4, "values: max difference {difference}");
+        let plain = loss(&plain).backward().unwrap();
+        for (var, what) in [(&weight, "weight"), (&bias, "bias")] {
+            let difference = max_abs_diff(grads.get(var).unwrap(), plain.get(var).unwrap());
+            assert!(difference < 1e-4, "{what}: max difference {difference}");
         }
     }
 }

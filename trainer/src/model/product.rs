@@ -18,7 +18,7 @@ use super::parallel::{block_len, for_each_block, threads_for};
 /// a helper thread and packing the weight again for it costs more than the second core saves.
 const MIN_WORK_PER_THREAD: usize = 1 << 22;
 /// Row blocks per thread in a split product, so that threads can even out their shares.
-const BLOCKS_PER_THREAD: usize = 4;
+const BLOCKS_PER_THREAD: usize = 2;
 /// Fewest rows in a block: gemm works on tiles of several rows.
 const MIN_BLOCK_ROWS: usize = 32;
 

@@ -1,13 +1,16 @@
 //! One epoch of adversarial training as medGAN runs it, and the held-out discriminator scores.
 
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 
 use candle_core::{Device, Result as CandleResult, Tensor};
+use rand::SeedableRng;
 use rand::seq::index;
+use rand_chacha::ChaCha8Rng;
 
 use super::batch as batches;
 use super::metrics::{discriminator_accuracy, discriminator_auc};
-use super::profile::Stopwatch;
+use super::profile::{Profile, Stopwatch};
 use super::{GanEpochStats, Phase, TrainError, TrainingState, finite};
 use crate::data::PatientMatrix;
 use crate::model::SparseRecords;
@@ -50,30 +53,54 @@ pub(crate) fn run_epoch(
     let batch = settings.batch_size;
     let steps = train.n_patients().div_ceil(batch);
     let (mut d_sum, mut d_count, mut g_sum, mut g_count) = (0.0f64, 0usize, 0.0f64, 0usize);
-    for step in 1..=steps {
-        for _ in 0..settings.discriminator_steps {
-            let real = state.profile.time("gan: real batch", || {
-                let rows = index::sample(&mut state.rng, train.n_patients(), batch).into_vec();
-                RealBatch::new(train, &rows, buffer, &device)
+    // The epoch's random draws come from a thread of their own, a few steps ahead, in the
+    // order the loop below would draw them: the same stream, so the same bits, but drawn
+    // while the step before is busy with products (it was a twentieth of an epoch, on one core
+    // while the other waited). The stream comes back with the thread.
+    let rng = std::mem::replace(&mut state.rng, ChaCha8Rng::seed_from_u64(0));
+    let outcome: std::result::Result<_, TrainError> = std::thread::scope(|scope| {
+        let (sender, draws) = sync_channel(DRAWS_AHEAD);
+        let drawing = std::thread::Builder::new()
+            .name("medgan-draws".into())
+            .spawn_scoped(scope, || {
+                draw_epoch(rng, train, settings, steps, noise_dim, &device, sender)
+            })
+            .map_err(|error| {
+                TrainError::Candle(candle_core::Error::Msg(format!(
+                    "cannot start the thread that draws training batches: {error}"
+                )))
             })?;
-            let noise = state.profile.time("gan: noise", || {
-                normal_tensor(&mut state.rng, batch, noise_dim, &device)
-            })?;
-            let value = discriminator_step(state, &real, &noise)?;
-            let value = finite(value, Phase::Gan, epoch, step, "discriminator")?;
-            d_sum += value as f64;
-            d_count += 1;
-        }
-        for _ in 0..settings.generator_steps {
-            let noise = state.profile.time("gan: noise", || {
-                normal_tensor(&mut state.rng, batch, noise_dim, &device)
-            })?;
-            let value = generator_step(state, &noise)?;
-            let value = finite(value, Phase::Gan, epoch, step, "generator")?;
-            g_sum += value as f64;
-            g_count += 1;
-        }
-    }
+        let mut train_steps = || -> std::result::Result<(), TrainError> {
+            for step in 1..=steps {
+                for _ in 0..settings.discriminator_steps {
+                    let Draw { real, noise } = next_draw(&mut state.profile, &draws)?;
+                    let real = real.ok_or_else(|| out_of_order("a real batch"))?;
+                    let value = discriminator_step(state, &real, &noise)?;
+                    let value = finite(value, Phase::Gan, epoch, step, "discriminator")?;
+                    d_sum += value as f64;
+                    d_count += 1;
+                }
+                for _ in 0..settings.generator_steps {
+                    let Draw { noise, .. } = next_draw(&mut state.profile, &draws)?;
+                    let value = generator_step(state, &noise)?;
+                    let value = finite(value, Phase::Gan, epoch, step, "generator")?;
+                    g_sum += value as f64;
+                    g_count += 1;
+                }
+            }
+            Ok(())
+        };
+        let trained = train_steps();
+        drop(draws);
+        let rng = drawing
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok((rng, trained))
+    });
+    // The stream goes back into the state even when a step failed (a checkpoint may follow).
+    let (rng, trained) = outcome?;
+    state.rng = rng;
+    trained?;
     let (validation_accuracy, validation_auc) = {
         let started = Stopwatch::start();
         let scores = validate(state, holdout, batch, buffer);
@@ -88,6 +115,73 @@ pub(crate) fn run_epoch(
         validation_auc,
         duration: started.elapsed(),
     })
+}
+
+/// Steps' draws made ahead of the training loop.
+const DRAWS_AHEAD: usize = 2;
+
+/// One update's random draws: the real batch of a discriminator update (none for the
+/// generator's) and the noise.
+struct Draw {
+    real: Option<RealBatch>,
+    noise: Tensor,
+}
+
+/// The error for a draw that does not fit the update it came to (a bug in [`draw_epoch`]).
+fn out_of_order(missing: &str) -> TrainError {
+    TrainError::Candle(candle_core::Error::Msg(format!(
+        "the drawing thread sent a discriminator update no {missing}"
+    )))
+}
+
+/// The next draw from the drawing thread, the wait charged to the profile.
+fn next_draw(
+    profile: &mut Profile,
+    draws: &Receiver<CandleResult<Draw>>,
+) -> std::result::Result<Draw, TrainError> {
+    match profile.time("gan: random draws (waited for)", || draws.recv()) {
+        Ok(draw) => Ok(draw?),
+        Err(_) => Err(TrainError::Candle(candle_core::Error::Msg(
+            "the thread drawing training batches stopped early".into(),
+        ))),
+    }
+}
+
+/// Draws every batch and noise block of an epoch from `rng`, in the training loop's order, into
+/// `sender`; returns the stream when done or when the loop stops listening.
+fn draw_epoch(
+    mut rng: ChaCha8Rng,
+    train: &PatientMatrix,
+    settings: &Settings,
+    steps: usize,
+    noise_dim: usize,
+    device: &Device,
+    sender: SyncSender<CandleResult<Draw>>,
+) -> ChaCha8Rng {
+    let batch = settings.batch_size;
+    let mut buffer = Vec::new();
+    let mut draw = |real: bool| -> CandleResult<Draw> {
+        let real = if real {
+            let rows = index::sample(&mut rng, train.n_patients(), batch).into_vec();
+            Some(RealBatch::new(train, &rows, &mut buffer, device)?)
+        } else {
+            None
+        };
+        let noise = normal_tensor(&mut rng, batch, noise_dim, device)?;
+        Ok(Draw { real, noise })
+    };
+    'epoch: for _ in 0..steps {
+        let kinds = std::iter::repeat_n(true, settings.discriminator_steps)
+            .chain(std::iter::repeat_n(false, settings.generator_steps));
+        for real in kinds {
+            let made = draw(real);
+            let failed = made.is_err();
+            if sender.send(made).is_err() || failed {
+                break 'epoch;
+            }
+        }
+    }
+    rng
 }
 
 /// A batch of real records in the form the device's first layer reads.
