@@ -30,7 +30,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn value(self, x: f32) -> f32 {
+    pub(super) fn value(self, x: f32) -> f32 {
         match self {
             Kind::Relu => x.max(0.0),
             Kind::Tanh => tanh(x),

@@ -19,6 +19,15 @@ pub(crate) enum Activation {
 }
 
 impl Activation {
+    /// The activation's element-wise kind.
+    pub(crate) fn kind(self) -> Kind {
+        match self {
+            Activation::Relu => Kind::Relu,
+            Activation::Tanh => Kind::Tanh,
+            Activation::Sigmoid => Kind::Sigmoid,
+        }
+    }
+
     pub(crate) fn apply(self, xs: &Tensor) -> Result<Tensor> {
         match self {
             Activation::Relu => activate(Kind::Relu, xs),
