@@ -39,7 +39,7 @@ impl Kind {
     }
 
     /// The derivative at the input whose output is `y`, times the upstream gradient `g`.
-    fn chain(self, y: f32, g: f32) -> f32 {
+    pub(super) fn chain(self, y: f32, g: f32) -> f32 {
         match self {
             Kind::Relu => {
                 if y > 0.0 {

@@ -17,8 +17,15 @@ pub(crate) struct ResidualBlock {
 
 impl ResidualBlock {
     fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        if !train && xs.device().is_cpu() {
-            return self.forward_inference_cpu(xs);
+        if xs.device().is_cpu() {
+            if !train {
+                return self.forward_inference_cpu(xs);
+            }
+            let hidden = self.linear.forward(xs)?;
+            return self
+                .bn
+                .forward_train_activated(&hidden, self.activation.kind())?
+                + xs;
         }
         let hidden = self.bn.forward(&self.linear.forward(xs)?, train)?;
         self.activation.apply(&hidden)? + xs
