@@ -1,6 +1,6 @@
 //! One epoch of adversarial training as medGAN runs it, and the held-out discriminator scores.
 
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{SyncSender, sync_channel};
 use std::time::Instant;
 
 use candle_core::{Device, Result as CandleResult, Tensor};
@@ -22,6 +22,9 @@ pub(crate) struct Settings {
     pub(crate) batch_size: usize,
     pub(crate) discriminator_steps: usize,
     pub(crate) generator_steps: usize,
+    /// Draw batches and noise on a thread of their own, a few updates ahead (CPU tensors
+    /// only: other devices' tensors are made on the training thread).
+    pub(crate) draw_ahead: bool,
 }
 
 /// `-mean(log(y_real + eps)) - mean(log(1 - y_fake + eps))`, medGAN's `loss_d`.
@@ -52,55 +55,57 @@ pub(crate) fn run_epoch(
     let noise_dim = state.model.architecture().noise_dim;
     let batch = settings.batch_size;
     let steps = train.n_patients().div_ceil(batch);
-    let (mut d_sum, mut d_count, mut g_sum, mut g_count) = (0.0f64, 0usize, 0.0f64, 0usize);
-    // The epoch's random draws come from a thread of their own, a few steps ahead, in the
-    // order the loop below would draw them: the same stream, so the same bits, but drawn
-    // while the step before is busy with products (it was a twentieth of an epoch, on one core
-    // while the other waited). The stream comes back with the thread.
-    let rng = std::mem::replace(&mut state.rng, ChaCha8Rng::seed_from_u64(0));
-    let outcome: std::result::Result<_, TrainError> = std::thread::scope(|scope| {
-        let (sender, draws) = sync_channel(DRAWS_AHEAD);
-        let drawing = std::thread::Builder::new()
-            .name("medgan-draws".into())
-            .spawn_scoped(scope, || {
-                draw_epoch(rng, train, settings, steps, noise_dim, &device, sender)
-            })
-            .map_err(|error| {
-                TrainError::Candle(candle_core::Error::Msg(format!(
-                    "cannot start the thread that draws training batches: {error}"
-                )))
-            })?;
-        let mut train_steps = || -> std::result::Result<(), TrainError> {
-            for step in 1..=steps {
-                for _ in 0..settings.discriminator_steps {
-                    let Draw { real, noise } = next_draw(&mut state.profile, &draws)?;
-                    let real = real.ok_or_else(|| out_of_order("a real batch"))?;
-                    let value = discriminator_step(state, &real, &noise)?;
-                    let value = finite(value, Phase::Gan, epoch, step, "discriminator")?;
-                    d_sum += value as f64;
-                    d_count += 1;
-                }
-                for _ in 0..settings.generator_steps {
-                    let Draw { noise, .. } = next_draw(&mut state.profile, &draws)?;
-                    let value = generator_step(state, &noise)?;
-                    let value = finite(value, Phase::Gan, epoch, step, "generator")?;
-                    g_sum += value as f64;
-                    g_count += 1;
-                }
-            }
-            Ok(())
+    let drawer = Drawer {
+        rng: std::mem::replace(&mut state.rng, ChaCha8Rng::seed_from_u64(0)),
+        train,
+        batch,
+        noise_dim,
+        device: device.clone(),
+        buffer: Vec::new(),
+    };
+    let (rng, sums) = if settings.draw_ahead {
+        // The draws come from a thread of their own, a few steps ahead, in the order the loop
+        // would draw them: the same stream, so the same bits, but drawn while the step before
+        // is busy with products (on the CPU they were a twentieth of an epoch, on one core
+        // while the other waited).
+        std::thread::scope(|scope| {
+            let (sender, receiver) = sync_channel(DRAWS_AHEAD);
+            let drawing = std::thread::Builder::new()
+                .name("medgan-draws".into())
+                .spawn_scoped(scope, || drawer.draw_epoch(settings, steps, sender))
+                .map_err(|error| {
+                    message(format!(
+                        "cannot start the thread that draws training batches: {error}"
+                    ))
+                })?;
+            let next = |profile: &mut Profile, _real: bool| match profile
+                .time("gan: random draws (waited for)", || receiver.recv())
+            {
+                Ok(draw) => Ok(draw?),
+                Err(_) => Err(message("the thread drawing training batches stopped early")),
+            };
+            let sums = train_steps(state, next, settings, epoch, steps);
+            // The receiver is gone: a drawing thread still sending stops, and hands back the
+            // stream.
+            let rng = drawing
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            Ok::<_, TrainError>((rng, sums))
+        })?
+    } else {
+        let mut drawer = drawer;
+        let next = |profile: &mut Profile, real: bool| {
+            Ok(profile.time("gan: random draws", || drawer.draw(real))?)
         };
-        let trained = train_steps();
-        drop(draws);
-        let rng = drawing
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        Ok((rng, trained))
-    });
+        let sums = train_steps(state, next, settings, epoch, steps);
+        (drawer.rng, sums)
+    };
     // The stream goes back into the state even when a step failed (a checkpoint may follow).
-    let (rng, trained) = outcome?;
     state.rng = rng;
-    trained?;
+    let LossSums {
+        discriminator: (d_sum, d_count),
+        generator: (g_sum, g_count),
+    } = sums?;
     let (validation_accuracy, validation_auc) = {
         let started = Stopwatch::start();
         let scores = validate(state, holdout, batch, buffer);
@@ -120,6 +125,48 @@ pub(crate) fn run_epoch(
 /// Steps' draws made ahead of the training loop.
 const DRAWS_AHEAD: usize = 2;
 
+/// Summed losses and update counts of an epoch: (sum, count) for each network.
+struct LossSums {
+    discriminator: (f64, usize),
+    generator: (f64, usize),
+}
+
+/// The epoch's updates, each taking its draws from `next(profile, real batch wanted)`.
+fn train_steps(
+    state: &mut TrainingState,
+    mut next: impl FnMut(&mut Profile, bool) -> std::result::Result<Draw, TrainError>,
+    settings: &Settings,
+    epoch: usize,
+    steps: usize,
+) -> std::result::Result<LossSums, TrainError> {
+    let mut sums = LossSums {
+        discriminator: (0.0, 0),
+        generator: (0.0, 0),
+    };
+    for step in 1..=steps {
+        for _ in 0..settings.discriminator_steps {
+            let Draw { real, noise } = next(&mut state.profile, true)?;
+            let real = real.ok_or_else(|| message("a discriminator update drew no real batch"))?;
+            let value = discriminator_step(state, &real, &noise)?;
+            let value = finite(value, Phase::Gan, epoch, step, "discriminator")?;
+            sums.discriminator.0 += value as f64;
+            sums.discriminator.1 += 1;
+        }
+        for _ in 0..settings.generator_steps {
+            let Draw { noise, .. } = next(&mut state.profile, false)?;
+            let value = generator_step(state, &noise)?;
+            let value = finite(value, Phase::Gan, epoch, step, "generator")?;
+            sums.generator.0 += value as f64;
+            sums.generator.1 += 1;
+        }
+    }
+    Ok(sums)
+}
+
+fn message(text: impl Into<String>) -> TrainError {
+    TrainError::Candle(candle_core::Error::Msg(text.into()))
+}
+
 /// One update's random draws: the real batch of a discriminator update (none for the
 /// generator's) and the noise.
 struct Draw {
@@ -127,61 +174,56 @@ struct Draw {
     noise: Tensor,
 }
 
-/// The error for a draw that does not fit the update it came to (a bug in [`draw_epoch`]).
-fn out_of_order(missing: &str) -> TrainError {
-    TrainError::Candle(candle_core::Error::Msg(format!(
-        "the drawing thread sent a discriminator update no {missing}"
-    )))
-}
-
-/// The next draw from the drawing thread, the wait charged to the profile.
-fn next_draw(
-    profile: &mut Profile,
-    draws: &Receiver<CandleResult<Draw>>,
-) -> std::result::Result<Draw, TrainError> {
-    match profile.time("gan: random draws (waited for)", || draws.recv()) {
-        Ok(draw) => Ok(draw?),
-        Err(_) => Err(TrainError::Candle(candle_core::Error::Msg(
-            "the thread drawing training batches stopped early".into(),
-        ))),
-    }
-}
-
-/// Draws every batch and noise block of an epoch from `rng`, in the training loop's order, into
-/// `sender`; returns the stream when done or when the loop stops listening.
-fn draw_epoch(
-    mut rng: ChaCha8Rng,
-    train: &PatientMatrix,
-    settings: &Settings,
-    steps: usize,
+/// Makes an epoch's draws from the training stream.
+struct Drawer<'a> {
+    rng: ChaCha8Rng,
+    train: &'a PatientMatrix,
+    batch: usize,
     noise_dim: usize,
-    device: &Device,
-    sender: SyncSender<CandleResult<Draw>>,
-) -> ChaCha8Rng {
-    let batch = settings.batch_size;
-    let mut buffer = Vec::new();
-    let mut draw = |real: bool| -> CandleResult<Draw> {
+    device: Device,
+    buffer: Vec<f32>,
+}
+
+impl Drawer<'_> {
+    /// The next update's draws: `real` says whether it takes a real batch (drawn first).
+    fn draw(&mut self, real: bool) -> CandleResult<Draw> {
         let real = if real {
-            let rows = index::sample(&mut rng, train.n_patients(), batch).into_vec();
-            Some(RealBatch::new(train, &rows, &mut buffer, device)?)
+            let rows = index::sample(&mut self.rng, self.train.n_patients(), self.batch);
+            let rows = rows.into_vec();
+            Some(RealBatch::new(
+                self.train,
+                &rows,
+                &mut self.buffer,
+                &self.device,
+            )?)
         } else {
             None
         };
-        let noise = normal_tensor(&mut rng, batch, noise_dim, device)?;
+        let noise = normal_tensor(&mut self.rng, self.batch, self.noise_dim, &self.device)?;
         Ok(Draw { real, noise })
-    };
-    'epoch: for _ in 0..steps {
-        let kinds = std::iter::repeat_n(true, settings.discriminator_steps)
-            .chain(std::iter::repeat_n(false, settings.generator_steps));
-        for real in kinds {
-            let made = draw(real);
-            let failed = made.is_err();
-            if sender.send(made).is_err() || failed {
-                break 'epoch;
+    }
+
+    /// Every draw of an epoch, in the training loop's order, into `sender`; returns the
+    /// stream when done, after a failed draw (sent first), or when the loop stops listening.
+    fn draw_epoch(
+        mut self,
+        settings: &Settings,
+        steps: usize,
+        sender: SyncSender<CandleResult<Draw>>,
+    ) -> ChaCha8Rng {
+        'epoch: for _ in 0..steps {
+            let kinds = std::iter::repeat_n(true, settings.discriminator_steps)
+                .chain(std::iter::repeat_n(false, settings.generator_steps));
+            for real in kinds {
+                let made = self.draw(real);
+                let failed = made.is_err();
+                if sender.send(made).is_err() || failed {
+                    break 'epoch;
+                }
             }
         }
+        self.rng
     }
-    rng
 }
 
 /// A batch of real records in the form the device's first layer reads.
@@ -331,6 +373,40 @@ mod tests {
         let g = generator_loss(&fake).unwrap().to_scalar::<f32>().unwrap();
         let want = -(0.2f64.ln() + 0.5f64.ln() + 1e-12f64.ln()) / 3.0;
         assert!((g as f64 - want).abs() < 1e-3, "{g} vs {want}");
+    }
+
+    /// Draws made ahead on their own thread give the bits of draws made in the loop, and
+    /// leave the training stream where the loop would.
+    #[test]
+    fn drawing_ahead_changes_no_bit() {
+        use crate::config::TrainConfig;
+        use crate::model::MedganModel;
+        let mut config = TrainConfig::default();
+        config.autoencoder.embedding_dims = vec![8];
+        config.generator.noise_dim = 8;
+        config.generator.dims = vec![8, 8];
+        config.discriminator.dims = vec![16, 8];
+        let data = crate::train::tests::synthetic(120, 12, medgan_sample::DataType::Binary, 3);
+        let run = |draw_ahead| {
+            let arch = config.architecture(data.n_codes(), data.data_type());
+            let model = MedganModel::new(&arch, &Device::Cpu, 7).unwrap();
+            let mut state = TrainingState::new(model, &config).unwrap();
+            let settings = Settings {
+                batch_size: 32,
+                discriminator_steps: 2,
+                generator_steps: 1,
+                draw_ahead,
+            };
+            run_epoch(&mut state, &data, &data, &settings, 1, &mut Vec::new()).unwrap();
+            let weights: std::collections::BTreeMap<String, Vec<f32>> = state
+                .model
+                .named_tensors()
+                .into_iter()
+                .map(|(name, t)| (name, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+                .collect();
+            (weights, rand::RngExt::random::<u64>(&mut state.rng))
+        };
+        assert_eq!(run(true), run(false));
     }
 
     #[test]

@@ -299,6 +299,7 @@ fn run_on_this_thread(
             batch_size,
             discriminator_steps: config.training.discriminator_steps,
             generator_steps: config.training.generator_steps,
+            draw_ahead: options.device.is_cpu(),
         };
         let stats = gan::run_epoch(&mut state, &train, &holdout, &settings, epoch, &mut buffer)?;
         state.gan_epochs = epoch;
