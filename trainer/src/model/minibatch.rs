@@ -119,31 +119,17 @@ fn column_means(xs: &[f32], width: usize) -> Vec<f32> {
     sum
 }
 
-/// `mean W_m^T + b`: the row every record of the batch shares (`W` is `[H, 2F]`).
-fn shared_row(mean: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
-    let width = mean.len();
-    weight
-        .chunks_exact(2 * width)
-        .zip(bias)
-        .map(|(row, &b)| b + dot(&row[width..], mean))
-        .collect()
-}
-
-/// `a . b` in eight running sums, which vectorise (one running sum cannot: each addition
-/// waits for the last, and the compiler may not reorder them).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 8;
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut sums = [0f32; LANES];
-    for (x, y) in a.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
-        for lane in 0..LANES {
-            sums[lane] += x[lane] * y[lane];
-        }
-    }
-    let tail = n - n % LANES;
-    let rest: f32 = a[tail..].iter().zip(&b[tail..]).map(|(x, y)| x * y).sum();
-    sums.iter().sum::<f32>() + rest
+/// `mean W_m^T + b`: the row every record of the batch shares (`W` is `[H, 2F]`), as a
+/// one-row product (gemm's vector kernels; a loop of dot products cannot reorder its sums).
+fn shared_row(mean: &[f32], weight: &[f32], bias: &[f32]) -> Result<Vec<f32>> {
+    let (width, hidden) = (mean.len(), bias.len());
+    let mean = Operand::rows_of(mean, 0, 1, width, width)?;
+    let mean_weight = Operand::rows_of(weight, width, hidden, width, 2 * width)?.t();
+    let (CpuStorage::F32(mut row), _) = multiply_then(mean, mean_weight, |_, _| {})? else {
+        candle_core::bail!("a product of f32 matrices is f32");
+    };
+    row.iter_mut().zip(bias).for_each(|(y, &b)| *y += b);
+    Ok(row)
 }
 
 /// Sum over the rows of the row-major `[rows, width]` matrix `g`.
@@ -218,7 +204,7 @@ impl CustomOp3 for MinibatchLinear {
         let (weight, bias, hidden) =
             weight_and_bias(weight, weight_layout, bias, bias_layout, 2 * width)?;
         let mean = column_means(records, width);
-        let shared = shared_row(&mean, weight, bias);
+        let shared = shared_row(&mean, weight, bias)?;
         let own = Operand::rows_of(weight, 0, hidden, width, 2 * width)?.t();
         let records = Operand::rows_of(records, 0, rows, width, width)?;
         let out = multiply_then(records, own, |_, block| {
@@ -335,7 +321,7 @@ impl CustomOp2 for SparseLinear {
         let (weight, bias, hidden) =
             weight_and_bias(weight, weight_layout, bias, bias_layout, inputs)?;
         let shared = if self.with_mean {
-            shared_row(&cells.mean, weight, bias)
+            shared_row(&cells.mean, weight, bias)?
         } else {
             bias.to_vec()
         };
