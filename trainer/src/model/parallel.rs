@@ -114,6 +114,31 @@ where
     }
 }
 
+/// Runs `work` compiled for AVX2 where the CPU has it (checked once, at run time), as plain
+/// x86-64 (SSE2) elsewhere.
+///
+/// The release build targets every x86-64 CPU, so element-wise loops vectorise four floats
+/// wide; inlined into a function compiled with AVX2, the same loops take eight. The
+/// operations are the same IEEE ones either way (no fused multiply-add, no reordered sum), so
+/// the bits are the same. Only loops bound by arithmetic gain (Adam's square root and
+/// division); measured on the activations and losses, it made no difference or slowed them.
+#[inline(always)]
+pub(crate) fn with_wide_vectors<R>(work: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked on the line above.
+        #[allow(unsafe_code)]
+        return unsafe { with_avx2(work) };
+    }
+    work()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn with_avx2<R>(work: impl FnOnce() -> R) -> R {
+    work()
+}
+
 /// Calls `work(start, block)` on consecutive blocks of `out` of `block_len` values (the last
 /// may be shorter), `start` being the block's first index, on up to `threads` threads.
 pub(crate) fn for_each_block<T: Send>(

@@ -1,34 +1,80 @@
-//! Adam's update as three in-place passes over CPU storage, without temporary tensors.
+//! Adam's update as one in-place pass over CPU storage, without temporary tensors.
 //!
 //! The tensor formulation allocates a dozen tensors the size of every weight per update, and on
 //! the CPU that allocation (page faults on fresh memory) dominated autoencoder pre-training.
-//! Each pass here evaluates exactly the f32 expressions candle evaluates for the tensor
-//! formulation (`x * f` is candle's `affine(f, 0)`, i.e. `x * f + 0`), in the same order, so
-//! both give the same bits.
+//! The pass evaluates exactly the f32 expressions candle evaluates for the tensor formulation
+//! (`x * f` is candle's `affine(f, 0)`, i.e. `x * f + 0`), in the same order, so both give the
+//! same bits.
+//!
+//! candle lends a tensor's storage mutably only inside an in-place operation on that tensor,
+//! and an update writes three (weights and both moments): the pass runs inside three nested
+//! in-place operations, each lending its slice to the next. One pass instead of one per
+//! tensor reads the weights and the gradient once (the three passes it replaces were a sixth
+//! of an autoencoder step).
 
-use candle_core::{CpuStorage, InplaceOp3, Layout, Result, Tensor, bail};
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Result, Tensor, bail};
 
 use crate::config::OptimiserConfig;
-use crate::model::parallel::{block_len, run_jobs, threads_for};
+use crate::model::parallel::{block_len, run_jobs, threads_for, with_wide_vectors};
 
-/// `m = m * beta1 + (g + w * l2) * (1 - beta1)`, in place in `m`; sources `g`, `w`.
-struct FirstMoment {
-    beta: f32,
-    rest: f32,
+/// Fewest values per thread: below this waking a second thread costs more than it saves (a
+/// pass over 100,000 values takes about 20 microseconds).
+const MIN_VALUES_PER_THREAD: usize = 1 << 18;
+
+/// The per-value update, given the step's constants:
+/// `g' = g + w * l2`, `m = m * beta1 + g' * (1 - beta1)`, `v = v * beta2 + g'^2 * (1 - beta2)`,
+/// `w = w - m / (sqrt(v) + eps) * step`.
+#[derive(Clone, Copy)]
+struct Update {
+    beta1: f32,
+    rest1: f32,
+    beta2: f32,
+    rest2: f32,
     l2: f32,
-}
-
-/// `v = v * beta2 + (g + w * l2)^2 * (1 - beta2)`, in place in `v`; sources `g`, `w`.
-struct SecondMoment {
-    beta: f32,
-    rest: f32,
-    l2: f32,
-}
-
-/// `w = w - m / (sqrt(v) + eps) * step`, in place in `w`; sources `m`, `v`.
-struct WeightUpdate {
     step: f32,
     eps: f32,
+}
+
+impl Update {
+    #[inline(always)]
+    fn apply(&self, w: &mut f32, m: &mut f32, v: &mut f32, g: f32) {
+        let grad = g + (*w * self.l2 + 0.0);
+        *m = (*m * self.beta1 + 0.0) + (grad * self.rest1 + 0.0);
+        *v = (*v * self.beta2 + 0.0) + (grad * grad * self.rest2 + 0.0);
+        let update = *m / (v.sqrt() * 1.0 + self.eps);
+        *w -= update * self.step + 0.0;
+    }
+
+    /// The update over whole slices of one length, split between threads when large.
+    fn apply_all(&self, w: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]) -> Result<()> {
+        if m.len() != w.len() || v.len() != w.len() || g.len() != w.len() {
+            bail!(
+                "adam: weights of {} values with moments of {} and {} and a gradient of {}",
+                w.len(),
+                m.len(),
+                v.len(),
+                g.len()
+            );
+        }
+        let threads = threads_for(w.len(), MIN_VALUES_PER_THREAD);
+        let block = block_len(w.len(), threads, 2, 16);
+        let blocks = w
+            .chunks_mut(block)
+            .zip(m.chunks_mut(block))
+            .zip(v.chunks_mut(block).zip(g.chunks(block)));
+        run_jobs(blocks, threads, |((w, m), (v, g))| {
+            // A square root and a division per value: eight at a time where the CPU can.
+            with_wide_vectors(|| {
+                let values = w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut().zip(g));
+                for ((w, m), (v, &g)) in values {
+                    self.apply(w, m, v, g);
+                }
+            })
+        });
+        Ok(())
+    }
 }
 
 /// Updates `weights`, `first` and `second` in place from `grad` (all contiguous f32 of one
@@ -41,30 +87,23 @@ pub(super) fn step(
     config: &OptimiserConfig,
     step_size: f64,
 ) -> Result<()> {
-    let l2 = config.l2_scale as f32;
-    first.inplace_op3(
-        grad,
-        weights,
-        &FirstMoment {
-            beta: config.beta1 as f32,
-            rest: (1.0 - config.beta1) as f32,
-            l2,
-        },
-    )?;
-    second.inplace_op3(
-        grad,
-        weights,
-        &SecondMoment {
-            beta: config.beta2 as f32,
-            rest: (1.0 - config.beta2) as f32,
-            l2,
-        },
-    )?;
-    let update = WeightUpdate {
+    let update = Update {
+        beta1: config.beta1 as f32,
+        rest1: (1.0 - config.beta1) as f32,
+        beta2: config.beta2 as f32,
+        rest2: (1.0 - config.beta2) as f32,
+        l2: config.l2_scale as f32,
         step: step_size as f32,
         eps: config.epsilon as f32,
     };
-    weights.inplace_op3(first, second, &update)
+    weights.inplace_op2(
+        grad,
+        &LendWeights {
+            first,
+            second,
+            update,
+        },
+    )
 }
 
 /// The contiguous f32 values of a storage, or an error naming the op.
@@ -82,103 +121,88 @@ fn values_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout, op: &str) -> Res
     }
 }
 
-/// Fewest values per thread in a pass: below this waking a second thread costs more than it
-/// saves (a pass over 100,000 values takes about 15 microseconds).
-const MIN_VALUES_PER_THREAD: usize = 1 << 18;
-
-/// Runs `update(dst, a, b)` over three equally long slices, in blocks split between threads.
-fn zip3(
-    op: &str,
-    dst: (&mut CpuStorage, &Layout),
-    a: (&CpuStorage, &Layout),
-    b: (&CpuStorage, &Layout),
-    update: impl Fn(f32, f32, f32) -> f32 + Sync,
-) -> Result<()> {
-    let dst = values_mut(dst.0, dst.1, op)?;
-    let a = values(a.0, a.1, op)?;
-    let b = values(b.0, b.1, op)?;
-    if a.len() != dst.len() || b.len() != dst.len() {
-        bail!(
-            "{op}: operands of {}, {} and {} values",
-            dst.len(),
-            a.len(),
-            b.len()
-        );
+/// The slice a nested operation lends to the next, taken once.
+fn take<'a>(slot: &Mutex<Option<&'a mut [f32]>>, op: &str) -> Result<&'a mut [f32]> {
+    match slot.lock().ok().and_then(|mut slot| slot.take()) {
+        Some(values) => Ok(values),
+        None => bail!("{op}: ran twice"),
     }
-    let threads = threads_for(dst.len(), MIN_VALUES_PER_THREAD);
-    let block = block_len(dst.len(), threads, 2, 16);
-    let blocks = dst
-        .chunks_mut(block)
-        .zip(a.chunks(block))
-        .zip(b.chunks(block));
-    run_jobs(blocks, threads, |((dst, a), b)| {
-        for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
-            *d = update(*d, x, y);
-        }
-    });
-    Ok(())
 }
 
-impl InplaceOp3 for FirstMoment {
+/// The outer operation: in place in the weights, reading the gradient; lends both to
+/// [`LendFirst`] on the first moment.
+struct LendWeights<'a> {
+    first: &'a Tensor,
+    second: &'a Tensor,
+    update: Update,
+}
+
+impl InplaceOp2 for LendWeights<'_> {
     fn name(&self) -> &'static str {
-        "adam-first-moment"
+        "adam-update"
     }
 
     fn cpu_fwd(
         &self,
-        m: &mut CpuStorage,
-        m_l: &Layout,
-        g: &CpuStorage,
-        g_l: &Layout,
-        w: &CpuStorage,
-        w_l: &Layout,
+        weights: &mut CpuStorage,
+        weights_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
     ) -> Result<()> {
-        zip3(self.name(), (m, m_l), (g, g_l), (w, w_l), |m, g, w| {
-            let grad = g + (w * self.l2 + 0.0);
-            (m * self.beta + 0.0) + (grad * self.rest + 0.0)
+        let weights = values_mut(weights, weights_layout, self.name())?;
+        let grad = values(grad, grad_layout, self.name())?;
+        self.first.inplace_op1(&LendFirst {
+            second: self.second,
+            update: self.update,
+            weights: Mutex::new(Some(weights)),
+            grad,
         })
     }
 }
 
-impl InplaceOp3 for SecondMoment {
+/// In place in the first moment; lends it, the weights and the gradient to [`UpdateAll`] on
+/// the second moment.
+struct LendFirst<'a> {
+    second: &'a Tensor,
+    update: Update,
+    weights: Mutex<Option<&'a mut [f32]>>,
+    grad: &'a [f32],
+}
+
+impl InplaceOp1 for LendFirst<'_> {
     fn name(&self) -> &'static str {
-        "adam-second-moment"
+        "adam-update"
     }
 
-    fn cpu_fwd(
-        &self,
-        v: &mut CpuStorage,
-        v_l: &Layout,
-        g: &CpuStorage,
-        g_l: &Layout,
-        w: &CpuStorage,
-        w_l: &Layout,
-    ) -> Result<()> {
-        zip3(self.name(), (v, v_l), (g, g_l), (w, w_l), |v, g, w| {
-            let grad = g + (w * self.l2 + 0.0);
-            (v * self.beta + 0.0) + (grad * grad * self.rest + 0.0)
+    fn cpu_fwd(&self, first: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        let first = values_mut(first, layout, self.name())?;
+        self.second.inplace_op1(&UpdateAll {
+            update: self.update,
+            weights: Mutex::new(Some(take(&self.weights, self.name())?)),
+            first: Mutex::new(Some(first)),
+            grad: self.grad,
         })
     }
 }
 
-impl InplaceOp3 for WeightUpdate {
+/// The innermost operation, in place in the second moment, with every slice at hand.
+struct UpdateAll<'a> {
+    update: Update,
+    weights: Mutex<Option<&'a mut [f32]>>,
+    first: Mutex<Option<&'a mut [f32]>>,
+    grad: &'a [f32],
+}
+
+impl InplaceOp1 for UpdateAll<'_> {
     fn name(&self) -> &'static str {
-        "adam-weight-update"
+        "adam-update"
     }
 
-    fn cpu_fwd(
-        &self,
-        w: &mut CpuStorage,
-        w_l: &Layout,
-        m: &CpuStorage,
-        m_l: &Layout,
-        v: &CpuStorage,
-        v_l: &Layout,
-    ) -> Result<()> {
-        zip3(self.name(), (w, w_l), (m, m_l), (v, v_l), |w, m, v| {
-            let update = m / (v.sqrt() * 1.0 + self.eps);
-            w - (update * self.step + 0.0)
-        })
+    fn cpu_fwd(&self, second: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        let second = values_mut(second, layout, self.name())?;
+        let weights = take(&self.weights, self.name())?;
+        let first = take(&self.first, self.name())?;
+        self.update.apply_all(weights, first, second, self.grad)
     }
 }
 
