@@ -1,9 +1,8 @@
 //! Trains one autoencoder and one GAN epoch on a generated 1,000,000 x 10,000 matrix at 0.1%
 //! density and compares the peak resident memory with the estimate and a 2 GB budget.
 //!
-//! `cargo run --release -p medgan-train --example bench_scale -- [--patients N] [--codes N]
-//! [--per-patient N] [--batch-size N] [--ae-batch-size N] [--ae-epochs N] [--gan-epochs N]
-//! [--budget SIZE]`; the defaults are the benchmark, one epoch each. Patients carry
+//! `cargo run --release -p medgan-train --example bench_scale -- --help` lists the options;
+//! the defaults are the benchmark, one epoch each, on every core. Patients carry
 //! 5 to 15 codes (10 on average), drawn with a Zipf-like skew as real diagnoses are. The peak
 //! resident set (`VmHWM`) is printed for each stretch between two log lines, then reset, so
 //! the split, each phase and the final save show their own peaks.
@@ -12,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use clap::Parser;
 use medgan_sample::DataType;
 use medgan_train::config::TrainConfig;
 use medgan_train::data::PatientMatrix;
@@ -26,51 +26,39 @@ use tracing_subscriber::util::SubscriberInitExt;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The benchmark's shape and budget.
+/// Trains one autoencoder and one GAN epoch on a generated 1,000,000 x 10,000 matrix at 0.1%
+/// density, and compares the peak resident memory with the estimate and a budget.
+#[derive(Parser)]
 struct Settings {
+    /// Patients in the generated matrix.
+    #[arg(long, default_value_t = 1_000_000)]
     patients: usize,
+    /// Codes in the generated matrix.
+    #[arg(long, default_value_t = 10_000)]
     codes: usize,
+    /// Average codes per patient (each draws this many, plus or minus 5).
+    #[arg(long, default_value_t = 10)]
     per_patient: usize,
+    /// GAN batch size [default: the trainer's].
+    #[arg(long)]
     batch_size: Option<usize>,
+    /// Autoencoder batch size [default: the trainer's].
+    #[arg(long)]
     ae_batch_size: Option<usize>,
+    #[arg(long, default_value_t = 1)]
     ae_epochs: usize,
+    #[arg(long, default_value_t = 1)]
     gan_epochs: usize,
+    /// CPU threads for the training operations [default: the machine's cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The memory budget (2GB, 512MiB, ...): training refuses to start above it.
+    #[arg(long, default_value = "2GB", value_parser = parse_size)]
     budget: u64,
 }
 
 fn settings() -> anyhow::Result<Settings> {
-    let mut settings = Settings {
-        patients: 1_000_000,
-        codes: 10_000,
-        per_patient: 10,
-        batch_size: None,
-        ae_batch_size: None,
-        ae_epochs: 1,
-        gan_epochs: 1,
-        budget: 2_000_000_000,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .with_context(|| format!("{flag} needs a value"))?;
-        let number = || -> anyhow::Result<usize> {
-            value
-                .parse()
-                .with_context(|| format!("{flag} `{value}` is not a number"))
-        };
-        match flag.as_str() {
-            "--patients" => settings.patients = number()?,
-            "--codes" => settings.codes = number()?,
-            "--per-patient" => settings.per_patient = number()?,
-            "--batch-size" => settings.batch_size = Some(number()?),
-            "--ae-batch-size" => settings.ae_batch_size = Some(number()?),
-            "--ae-epochs" => settings.ae_epochs = number()?,
-            "--gan-epochs" => settings.gan_epochs = number()?,
-            "--budget" => settings.budget = parse_size(&value).map_err(anyhow::Error::msg)?,
-            other => bail!("unknown option `{other}`"),
-        }
-    }
+    let settings = Settings::parse();
     if settings.per_patient < 5 || settings.per_patient * 3 > settings.codes {
         bail!("--per-patient must be at least 5 and at most a third of --codes");
     }
@@ -168,6 +156,10 @@ fn main() -> anyhow::Result<()> {
         };
     }
     let settings = settings()?;
+    let threads = settings
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    medgan_train::model::set_cpu_threads(threads.max(1));
     let started = Instant::now();
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))

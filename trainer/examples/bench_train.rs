@@ -28,7 +28,7 @@ struct Args {
     ae_epochs: usize,
     #[arg(long, default_value_t = 2)]
     gan_epochs: usize,
-    /// CPU threads for the dense layers' matrix products.
+    /// CPU threads for the training operations.
     #[arg(long, default_value_t = 2)]
     threads: usize,
     /// `cpu` or `cuda[:N]`.

@@ -81,7 +81,8 @@ struct TrainArgs {
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`)
     #[arg(long, default_value = "cpu", value_name = "DEVICE")]
     device: String,
-    /// CPU threads for the dense layers' matrix products [default: the machine's cores]
+    /// CPU threads for the training operations (products, activations, losses, the optimiser)
+    /// [default: the machine's cores]
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// Print where the time went, per phase and per part of a training step, at the end
