@@ -80,7 +80,13 @@ pub(crate) fn run_jobs<J, I>(jobs: I, threads: usize, work: impl Fn(J) + Sync)
 where
     I: Iterator<Item = J> + Send,
 {
-    let pool = if threads > 1 { pool(threads) } else { None };
+    // The run's pool (the one training runs in), whatever share of it this operation takes:
+    // a pool of its own would cost a hop to another thread.
+    let pool = if threads > 1 {
+        pool(cpu_threads().max(threads))
+    } else {
+        None
+    };
     let Some(pool) = pool else {
         jobs.for_each(work);
         return;
