@@ -228,10 +228,28 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", one_line(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, `outer: inner`, without repeating a cause that the
+/// message before it already ends with (most of our errors quote their source, so anyhow's
+/// `{:#}` printed "No such file or directory" twice).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -432,4 +450,21 @@ fn shell_command_line() -> String {
         .chain(args.map(quote))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn causes_are_joined_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let quoting = anyhow::Error::new(medgan_train::data::DataError::Io {
+            path: "nope.csv".into(),
+            source: io,
+        });
+        assert_eq!(one_line(&quoting), "nope.csv: no such file");
+        let layered = anyhow::anyhow!("inner reason").context("cannot read the credit");
+        assert_eq!(one_line(&layered), "cannot read the credit: inner reason");
+    }
 }
