@@ -4,13 +4,14 @@
 //! comparison, a conversion and a product, each a pass that allocates a tensor, and its tanh
 //! calls the C library's `tanhf`, one call per element (ours vectorise, see [`super::math`]).
 //! medGAN runs them on every hidden layer in every step, so here each activation is one
-//! custom operation whose backward pass reads the saved output: `y > 0` for ReLU, `1 - y^2` for tanh and `y (1 - y)`
-//! for the sigmoid. Large tensors are split between the threads of [`super::parallel`].
+//! custom operation whose backward pass reads the saved output: `y > 0` for ReLU, `1 - y^2`
+//! for tanh and `y (1 - y)` for the sigmoid. Large tensors are split between the threads of
+//! [`super::parallel`].
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
 use super::math::{sigmoid, tanh};
-use super::parallel::{block_len, collect_blocks, threads_for};
+use super::parallel::map_blocks;
 use super::product::{LinearWithBias, contiguous_f32, linear, linear_then};
 
 /// Fewest elements per thread for a pass that calls `exp` per element (sigmoid, tanh): below
@@ -18,8 +19,6 @@ use super::product::{LinearWithBias, contiguous_f32, linear, linear_then};
 const MIN_EXP_ELEMENTS_PER_THREAD: usize = 1 << 15;
 /// The same for the cheap passes (ReLU, every backward pass), a few elements a nanosecond.
 const MIN_ELEMENTS_PER_THREAD: usize = 1 << 18;
-/// Blocks per thread, so that threads can even out their shares.
-const BLOCKS_PER_THREAD: usize = 2;
 
 /// Which activation an operation computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +94,7 @@ impl CustomOp1 for Activate {
             Kind::Relu => MIN_ELEMENTS_PER_THREAD,
             Kind::Tanh | Kind::Sigmoid => MIN_EXP_ELEMENTS_PER_THREAD,
         };
-        let out = map_blocks(xs.len(), min_per_thread, |range| {
+        let out = map_blocks(xs.len(), 1, min_per_thread, |range| {
             xs[range].iter().map(move |&x| kind.value(x))
         });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
@@ -167,7 +166,7 @@ impl CustomOp2 for Chain {
         let ys = contiguous(ys, ys_layout)?;
         let grad = contiguous(grad, grad_layout)?;
         let kind = self.0;
-        let out = map_blocks(ys.len(), MIN_ELEMENTS_PER_THREAD, |range| {
+        let out = map_blocks(ys.len(), 1, MIN_ELEMENTS_PER_THREAD, |range| {
             let (ys, grad) = (&ys[range.clone()], &grad[range]);
             ys.iter().zip(grad).map(move |(&y, &g)| kind.chain(y, g))
         });
@@ -177,18 +176,6 @@ impl CustomOp2 for Chain {
 
 fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     contiguous_f32(storage, layout, "an activation's operand")
-}
-
-/// `len` values from `values(range)`, split between threads when each gets at least
-/// `min_per_thread`.
-fn map_blocks<I: Iterator<Item = f32>>(
-    len: usize,
-    min_per_thread: usize,
-    values: impl Fn(std::ops::Range<usize>) -> I + Sync,
-) -> Vec<f32> {
-    let threads = threads_for(len, min_per_thread);
-    let block = block_len(len, threads, BLOCKS_PER_THREAD, 1);
-    collect_blocks(len, block, threads, values)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
 use super::autoencoder::LOG_EPS;
 use super::math::sigmoid;
-use super::parallel::{block_len, collect_blocks, threads_for};
+use super::parallel::map_blocks;
 
 /// Fewest cells per thread: below this a second thread costs more than it saves.
 const MIN_CELLS_PER_THREAD: usize = 1 << 14;
@@ -44,9 +44,7 @@ struct SigmoidCrossEntropy {
 
 /// `sigmoid` of every logit, split between threads in blocks of whole rows of `codes`.
 fn sigmoid_all(zs: &[f32], codes: usize) -> Vec<f32> {
-    let threads = threads_for(zs.len(), MIN_CELLS_PER_THREAD);
-    let block = block_len(zs.len(), threads, 2, codes);
-    collect_blocks(zs.len(), block, threads, |cells| {
+    map_blocks(zs.len(), codes, MIN_CELLS_PER_THREAD, |cells| {
         zs[cells].iter().map(|&z| sigmoid(z))
     })
 }
@@ -123,8 +121,8 @@ impl CustomOp2 for SigmoidCrossEntropy {
                 .zip(xs[cells].chunks(codes))
                 .map(|(p_row, x_row)| -row_log_likelihood(p_row, x_row))
         };
-        let threads = threads_for(rows * codes, MIN_CELLS_PER_THREAD);
-        let losses = collect_blocks(rows, block_len(rows, threads, 2, 1), threads, loss_of_rows);
+        // Split by rows, each thread getting at least MIN_CELLS_PER_THREAD cells.
+        let losses = map_blocks(rows, 1, MIN_CELLS_PER_THREAD.div_ceil(codes), loss_of_rows);
         if let Ok(mut slot) = self.probabilities.lock() {
             *slot = Some(probabilities);
         }
@@ -203,9 +201,7 @@ impl CustomOp2 for CrossEntropyGradient {
                     })
                 })
         };
-        let threads = threads_for(rows * codes, MIN_CELLS_PER_THREAD);
-        let block = block_len(rows * codes, threads, 2, width);
-        let out = collect_blocks(rows * codes, block, threads, gradient_of_cells);
+        let out = map_blocks(rows * codes, width, MIN_CELLS_PER_THREAD, gradient_of_cells);
         Ok((CpuStorage::F32(out), Shape::from((rows, codes))))
     }
 }

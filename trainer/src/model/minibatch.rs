@@ -157,29 +157,44 @@ fn write_mean_half(out: &mut [f32], column_sum: &[f32], mean: &[f32]) {
     });
 }
 
-/// Rows handled together in a transposition.
+/// Rows of the destination written together in a transposition.
 const TILE: usize = 16;
+
+/// The first `cols` values of the `rows` rows of `src` (rows `src_stride` apart) written
+/// transposed into the first `rows` values of the `cols` rows of `dst` (rows `dst_stride`
+/// apart), split between threads by rows of `dst`.
+///
+/// A few rows of `dst` at a time, so that the rows written stay in cache while `src` is read
+/// along its rows (reading it down its columns would take a cache miss per value).
+fn transpose_into(
+    src: &[f32],
+    (rows, cols, src_stride): (usize, usize, usize),
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
+    let dst_stride = dst_stride.max(1);
+    let dst = &mut dst[..cols * dst_stride];
+    let threads = threads_for(rows * cols, MIN_VALUES_PER_THREAD);
+    let block = block_len(dst.len(), threads, 2, dst_stride);
+    for_each_block(dst, block, threads, |start, block| {
+        let first = start / dst_stride;
+        for (tile_index, tile) in block.chunks_mut(TILE * dst_stride).enumerate() {
+            let first = first + tile_index * TILE;
+            for i in 0..rows {
+                let src_row = &src[i * src_stride + first..];
+                for (dst_row, &value) in tile.chunks_exact_mut(dst_stride).zip(src_row) {
+                    dst_row[i] = value;
+                }
+            }
+        }
+    });
+}
 
 /// `W`'s first `width` columns of its `hidden` rows (`inputs` values apart) as rows of
 /// `hidden` values, `[width, hidden]`, so that a code's weights are contiguous.
 fn code_columns(weight: &[f32], hidden: usize, width: usize, inputs: usize) -> Vec<f32> {
     let mut columns = vec![0f32; width * hidden];
-    let threads = threads_for(width * hidden, MIN_VALUES_PER_THREAD);
-    let block = block_len(columns.len(), threads, 2, hidden.max(1));
-    for_each_block(&mut columns, block, threads, |start, block| {
-        let first_code = start / hidden.max(1);
-        // A few codes at a time, so that the rows written stay in cache while W is read row by
-        // row (reading W down its columns would take a cache miss per value).
-        for (tile_index, tile) in block.chunks_mut(TILE * hidden.max(1)).enumerate() {
-            let first = first_code + tile_index * TILE;
-            for h in 0..hidden {
-                let row = &weight[h * inputs + first..];
-                for (column, &w) in tile.chunks_exact_mut(hidden).zip(row) {
-                    column[h] = w;
-                }
-            }
-        }
-    });
+    transpose_into(weight, (hidden, width, inputs), &mut columns, hidden);
     columns
 }
 
@@ -440,20 +455,7 @@ impl CustomOp1 for SparseWeightGradient {
                     }
                 }
             });
-            let threads = threads_for(out.len(), MIN_VALUES_PER_THREAD);
-            let block = block_len(out.len(), threads, 2, inputs);
-            for_each_block(&mut out, block, threads, |start, block| {
-                let first = start / inputs;
-                // A few rows of the gradient at a time, as in `code_columns`.
-                for (tile_index, tile) in block.chunks_mut(TILE * inputs).enumerate() {
-                    let first = first + tile_index * TILE;
-                    for (f, column) in columns.chunks_exact(hidden).enumerate() {
-                        for (row, &c) in tile.chunks_exact_mut(inputs).zip(&column[first..]) {
-                            row[f] = c;
-                        }
-                    }
-                }
-            });
+            transpose_into(&columns, (width, hidden, hidden), &mut out, inputs);
         } else {
             // As in the forward pass, straight into each row of the weight's gradient.
             let threads = threads_for(cells.cols.len() * hidden, MIN_VALUES_PER_THREAD);

@@ -197,6 +197,22 @@ where
     out
 }
 
+/// `len` values from `values(range)`, in blocks of whole units of `unit` values (a row, say),
+/// split between threads when each gets at least `min_per_thread`.
+pub(crate) fn map_blocks<T, I>(
+    len: usize,
+    unit: usize,
+    min_per_thread: usize,
+    values: impl Fn(Range<usize>) -> I + Sync,
+) -> Vec<T>
+where
+    T: Send,
+    I: Iterator<Item = T>,
+{
+    let threads = threads_for(len, min_per_thread);
+    collect_blocks(len, block_len(len, threads, 2, unit), threads, values)
+}
+
 /// The block length that splits `len` values into about `blocks_per_thread` blocks per
 /// thread, in whole multiples of `unit` (a row, say).
 pub(crate) fn block_len(

@@ -398,12 +398,7 @@ mod tests {
                 draw_ahead,
             };
             run_epoch(&mut state, &data, &data, &settings, 1, &mut Vec::new()).unwrap();
-            let weights: std::collections::BTreeMap<String, Vec<f32>> = state
-                .model
-                .named_tensors()
-                .into_iter()
-                .map(|(name, t)| (name, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
-                .collect();
+            let weights = crate::train::tests::weights(&state.model);
             (weights, rand::RngExt::random::<u64>(&mut state.rng))
         };
         assert_eq!(run(true), run(false));

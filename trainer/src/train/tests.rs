@@ -69,7 +69,7 @@ fn options(run_dir: PathBuf, resume: Option<PathBuf>) -> RunOptions {
     }
 }
 
-fn weights(model: &MedganModel) -> BTreeMap<String, Vec<f32>> {
+pub(crate) fn weights(model: &MedganModel) -> BTreeMap<String, Vec<f32>> {
     model
         .named_tensors()
         .into_iter()
