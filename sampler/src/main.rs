@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use clap::builder::TypedValueParser;
 use clap::{ArgAction, ArgGroup, Parser, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use medgan_sample::export::DEFAULT_PART_ROWS;
@@ -70,7 +69,7 @@ struct Args {
 
     /// Patients per part file of --partitioned.
     #[arg(long, value_name = "R", default_value_t = DEFAULT_PART_ROWS, requires = "partitioned",
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = at_least_one::<u64>)]
     part_rows: u64,
 
     /// Output format. Default: from the file extension (.parquet, .arrow/.feather, .arrows,
@@ -98,12 +97,12 @@ struct Args {
 
     /// Rows per model run. Changes speed and memory, never the records.
     #[arg(long, value_name = "B", default_value_t = DEFAULT_BATCH_SIZE,
-          value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
+          value_parser = at_least_one::<usize>)]
     batch_size: usize,
 
     /// Rows of the output table per Parquet row group; memory use grows with this, not with N.
     #[arg(long, value_name = "R", default_value_t = DEFAULT_ROW_GROUP_SIZE,
-          value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
+          value_parser = at_least_one::<usize>)]
     row_group_size: usize,
 
     /// Binary models: a code is present when its probability is at least T (deterministic),
@@ -117,7 +116,7 @@ struct Args {
 
     /// ONNX Runtime intra-op threads (default: one per core).
     #[arg(long, value_name = "K",
-          value_parser = clap::value_parser!(u64).range(1..).map(|v| v as usize))]
+          value_parser = at_least_one::<usize>)]
     threads: Option<usize>,
 
     /// The ONNX Runtime shared library, or a folder holding it.
@@ -311,6 +310,19 @@ fn run(args: &Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Reads a count that must be at least 1, in words (clap's own range check would name
+/// 18446744073709551615 as the upper bound).
+fn at_least_one<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
+    let value: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| "expected a whole number of at least 1".to_owned())?;
+    if value == 0 {
+        return Err("must be at least 1".to_owned());
+    }
+    T::try_from(value).map_err(|_| format!("{value} is too large for this machine"))
 }
 
 /// The global rows this run writes: `0..N`, shard K of `0..N`, or `--rows`.

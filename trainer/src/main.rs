@@ -187,8 +187,8 @@ impl CardArgs {
 
 #[derive(Args, Debug)]
 struct ExportArgs {
-    /// Run folder written by `medgan-train train`
-    #[arg(long, value_name = "DIR")]
+    /// Run folder written by `medgan-train train` (its --run-dir)
+    #[arg(long, value_name = "DIR", visible_alias = "run-dir")]
     run: PathBuf,
     /// Where to write the bundle
     #[arg(short, long, value_name = "DIR")]
@@ -454,7 +454,21 @@ fn shell_command_line() -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::one_line;
+    use clap::Parser;
+
+    use super::{Cli, Command, one_line};
+
+    #[test]
+    fn export_takes_the_run_folder_under_trains_name_too() {
+        for flag in ["--run", "--run-dir"] {
+            let cli = Cli::try_parse_from(["medgan-train", "export", flag, "runs/a", "-o", "b"])
+                .unwrap_or_else(|e| panic!("{flag}: {e}"));
+            let Command::Export(export) = cli.command else {
+                panic!("{flag}: parsed as {:?}", cli.command);
+            };
+            assert_eq!(export.run, std::path::Path::new("runs/a"));
+        }
+    }
 
     #[test]
     fn causes_are_joined_once() {

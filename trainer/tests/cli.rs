@@ -85,7 +85,7 @@ fn train_refuses_a_run_over_the_memory_limit_with_the_estimate() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(
         stderr.contains("training needs about")
-            && stderr.contains("but the limit is 1 MiB (--max-memory)"),
+            && stderr.contains("but the limit is 1.0 MiB (--max-memory)"),
         "{stderr}"
     );
     assert!(!run_dir.join("config.toml").exists());

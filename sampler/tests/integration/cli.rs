@@ -121,7 +121,18 @@ fn bad_input_fails_with_a_clear_message() {
     let good = ["--model", model, "-n", "5", "--seed", "1", "-o", out];
     for (extra, expected) in [
         (["--threshold", "2"], "threshold 2 is not a probability"),
-        (["--batch-size", "0"], "invalid value '0'"),
+        (
+            ["--batch-size", "0"],
+            "invalid value '0' for '--batch-size <B>': must be at least 1",
+        ),
+        (
+            ["--threads", "0"],
+            "invalid value '0' for '--threads <K>': must be at least 1",
+        ),
+        (
+            ["--row-group-size", "many"],
+            "invalid value 'many' for '--row-group-size <R>': expected a whole number",
+        ),
         (
             ["--ort-lib", "/nonexistent/libonnxruntime.so"],
             "library named by --ort-lib does not exist: /nonexistent/libonnxruntime.so",

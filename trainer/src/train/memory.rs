@@ -385,18 +385,24 @@ pub struct MemoryError {
     pub limit: MemoryLimit,
 }
 
-/// Bytes written in GiB, in MiB below a tenth of one, in KiB below one MiB.
+/// Bytes written in GiB, in MiB below a tenth of one, in KiB below one MiB; with one decimal
+/// below ten of a unit, so that `--max-memory 10MB` reads back as 9.5 MiB, not a rounded 10.
 pub struct Size(pub u64);
 
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let bytes = self.0 as f64;
-        if bytes >= 0.1 * (1u64 << 30) as f64 {
-            write!(f, "{:.1} GiB", bytes / (1u64 << 30) as f64)
+        let (value, unit) = if bytes >= 0.1 * (1u64 << 30) as f64 {
+            (bytes / (1u64 << 30) as f64, "GiB")
         } else if bytes >= (1u64 << 20) as f64 {
-            write!(f, "{:.0} MiB", bytes / (1u64 << 20) as f64)
+            (bytes / (1u64 << 20) as f64, "MiB")
         } else {
-            write!(f, "{:.0} KiB", bytes / 1024.0)
+            (bytes / 1024.0, "KiB")
+        };
+        if unit == "GiB" || value < 9.95 {
+            write!(f, "{value:.1} {unit}")
+        } else {
+            write!(f, "{value:.0} {unit}")
         }
     }
 }
@@ -589,8 +595,11 @@ mod tests {
         assert!(parse_size("GB").is_err());
         assert!(parse_size("0MB").is_err());
         assert_eq!(Size(3 << 29).to_string(), "1.5 GiB");
-        assert_eq!(Size(5 << 20).to_string(), "5 MiB");
-        assert_eq!(Size(3 << 10).to_string(), "3 KiB");
+        assert_eq!(Size(5 << 20).to_string(), "5.0 MiB");
+        assert_eq!(Size(10_000_000).to_string(), "9.5 MiB");
+        assert_eq!(Size(50 << 20).to_string(), "50 MiB");
+        assert_eq!(Size(300 << 20).to_string(), "0.3 GiB");
+        assert_eq!(Size(3 << 10).to_string(), "3.0 KiB");
     }
 
     #[test]
