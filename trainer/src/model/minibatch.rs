@@ -20,7 +20,8 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, S
 
 use super::parallel::{block_len, for_each_block, threads_for};
 use super::product::{
-    LinearWithBias, Operand, contiguous_f32, multiply_rows_into, multiply_then, product, row_sum,
+    LinearWithBias, Operand, contiguous_f32, multiply, multiply_rows_into, multiply_then, product,
+    row_sum,
 };
 
 /// Fewest values per thread for the loops here (gathers, scatters, transposes): below this a
@@ -89,8 +90,8 @@ fn weight_and_bias<'a>(
     bias_layout: &Layout,
     inputs: usize,
 ) -> Result<(&'a [f32], &'a [f32], usize)> {
-    let weight = contiguous(weight, weight_layout, "weight")?;
-    let bias = contiguous(bias, bias_layout, "bias")?;
+    let weight = contiguous_f32(weight, weight_layout, "a first layer's weight")?;
+    let bias = contiguous_f32(bias, bias_layout, "a first layer's bias")?;
     let &[hidden, width] = weight_layout.dims() else {
         candle_core::bail!("a first-layer weight must be a matrix");
     };
@@ -101,10 +102,6 @@ fn weight_and_bias<'a>(
         );
     }
     Ok((weight, bias, hidden))
-}
-
-fn contiguous<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> Result<&'a [f32]> {
-    contiguous_f32(storage, layout, &format!("a first layer's {what}"))
 }
 
 /// Mean of each column of the row-major `[rows, width]` matrix `xs`.
@@ -125,7 +122,7 @@ fn shared_row(mean: &[f32], weight: &[f32], bias: &[f32]) -> Result<Vec<f32>> {
     let (width, hidden) = (mean.len(), bias.len());
     let mean = Operand::rows_of(mean, 0, 1, width, width)?;
     let mean_weight = Operand::rows_of(weight, width, hidden, width, 2 * width)?.t();
-    let (CpuStorage::F32(mut row), _) = multiply_then(mean, mean_weight, |_, _| {})? else {
+    let (CpuStorage::F32(mut row), _) = multiply(mean, mean_weight)? else {
         candle_core::bail!("a product of f32 matrices is f32");
     };
     row.iter_mut().zip(bias).for_each(|(y, &b)| *y += b);
@@ -215,7 +212,7 @@ impl CustomOp3 for MinibatchLinear {
         let &[rows, width] = xs_layout.dims() else {
             candle_core::bail!("the discriminator's records must be a matrix");
         };
-        let records = contiguous(xs, xs_layout, "records")?;
+        let records = contiguous_f32(xs, xs_layout, "a first layer's records")?;
         let (weight, bias, hidden) =
             weight_and_bias(weight, weight_layout, bias, bias_layout, 2 * width)?;
         let mean = column_means(records, width);
@@ -299,8 +296,8 @@ impl CustomOp2 for MinibatchWeightGradient {
         if rows != xs_rows || width != self.mean.len() {
             candle_core::bail!("a first layer's gradient does not match its records");
         }
-        let grad = contiguous(grad, grad_layout, "gradient")?;
-        let records = contiguous(xs, xs_layout, "records")?;
+        let grad = contiguous_f32(grad, grad_layout, "a first layer's gradient")?;
+        let records = contiguous_f32(xs, xs_layout, "a first layer's records")?;
         let mut out = vec![0f32; hidden * 2 * width];
         multiply_rows_into(
             Operand::rows_of(grad, 0, rows, hidden, hidden)?.t(),
@@ -428,7 +425,7 @@ impl CustomOp1 for SparseWeightGradient {
         if rows != cells.rows {
             candle_core::bail!("a first layer's gradient does not match its records");
         }
-        let grad = contiguous(grad, grad_layout, "gradient")?;
+        let grad = contiguous_f32(grad, grad_layout, "a first layer's gradient")?;
         let width = cells.width;
         let inputs = if self.with_mean { 2 * width } else { width };
         let mut out = vec![0f32; hidden * inputs];
